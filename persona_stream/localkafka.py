@@ -1,0 +1,384 @@
+"""A genuine single-node Apache Kafka (KRaft mode) that persona-stream starts itself.
+
+No Docker and no look-alike: the official ``kafka_2.13`` jars are fetched from Maven Central by
+Maven, cached outside the repository, and run as one JVM that is both broker and controller.
+The broker outlives the command that started it; a later ``start`` finds it through the state
+file and reuses it. Readiness is a real produce/consume round trip, not an open port.
+
+Layout under ``Settings.cache_dir``::
+
+    jars/kafka-<version>/pom.xml, libs/*.jar    the runtime classpath, shared by every broker
+    broker/server.properties, log4j2.properties
+    broker/data/                                 the KRaft log directory
+    broker/logs/server.log, broker/stdout.log
+    broker/state.json                            pid, ports and version of the running broker
+
+Errors (all :class:`LocalKafkaError`, each with a stable ``code``)::
+
+    LocalKafkaError
+    ├── code "java-missing"     no ``java`` on PATH
+    ├── code "maven-missing"    no ``mvn`` on PATH and the jars are not cached
+    ├── code "fetch-failed"     Maven could not resolve the jars
+    ├── code "port-in-use"      something that is not our broker holds a port
+    ├── code "exited"           the JVM died while starting (the log tail is attached)
+    └── code "not-ready"        no round trip within the timeout
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from persona_stream.topics import ensure_topic
+
+KAFKA_VERSION = "4.1.1"
+"""The one pinned Kafka version; docker-compose.yml runs ``apache/kafka`` at the same version."""
+
+LOG4J_VERSION = "2.24.3"
+"""Kafka 4.1.1's own log4j2 version (the POM does not pull a logging backend)."""
+
+READY_TOPIC = "__persona_stream_ready"
+
+
+class LocalKafkaError(Exception):
+    """The embedded broker could not be fetched, started or reached."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class BrokerState:
+    """What ``state.json`` records about a running broker."""
+
+    pid: int
+    port: int
+    controller_port: int
+    version: str
+    started_at: float
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+
+@dataclass(frozen=True)
+class StartResult:
+    state: BrokerState
+    reused: bool
+    seconds: float
+
+
+_POM = """<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>persona-stream.local</groupId>
+  <artifactId>kafka-runtime</artifactId>
+  <version>{kafka}</version>
+  <packaging>pom</packaging>
+  <dependencies>
+    <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka_2.13</artifactId><version>{kafka}</version></dependency>
+    <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-slf4j-impl</artifactId><version>{log4j}</version></dependency>
+    <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-api</artifactId><version>{log4j}</version></dependency>
+    <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-core</artifactId><version>{log4j}</version></dependency>
+  </dependencies>
+</project>
+"""
+
+_LOG4J2 = """status = warn
+appender.file.type = File
+appender.file.name = file
+appender.file.fileName = {logs}/server.log
+appender.file.layout.type = PatternLayout
+appender.file.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = INFO
+rootLogger.appenderRef.file.ref = file
+logger.request.name = kafka.request.logger
+logger.request.level = WARN
+logger.controller.name = org.apache.kafka.controller
+logger.controller.level = WARN
+"""
+
+
+def _server_properties(data: Path, port: int, controller_port: int) -> str:
+    settings = {
+        "process.roles": "broker,controller",
+        "node.id": "1",
+        "controller.quorum.voters": f"1@127.0.0.1:{controller_port}",
+        "listeners": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
+        "advertised.listeners": f"PLAINTEXT://127.0.0.1:{port}",
+        "controller.listener.names": "CONTROLLER",
+        "inter.broker.listener.name": "PLAINTEXT",
+        "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+        "log.dirs": str(data),
+        "num.partitions": "1",
+        "offsets.topic.replication.factor": "1",
+        "offsets.topic.num.partitions": "4",
+        "transaction.state.log.replication.factor": "1",
+        "transaction.state.log.min.isr": "1",
+        "transaction.state.log.num.partitions": "4",
+        "share.coordinator.state.topic.replication.factor": "1",
+        "share.coordinator.state.topic.min.isr": "1",
+        "group.initial.rebalance.delay.ms": "0",
+        "auto.create.topics.enable": "false",
+        "log.retention.hours": "168",
+        "log.segment.bytes": str(64 * 1024 * 1024),
+    }
+    return "".join(f"{key}={value}\n" for key, value in settings.items())
+
+
+def _random_cluster_id() -> str:
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
+def _port_is_open(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie (exited, not yet reaped by its parent) is not a broker
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            return stat.read().split(") ", 1)[1][:1] != "Z"
+    except OSError:
+        return True
+
+
+class LocalKafka:
+    """The embedded broker living under one cache directory."""
+
+    def __init__(self, jars: Path, home: Path, port: int, controller_port: int) -> None:
+        self.jars = jars
+        self.home = home
+        self.port = port
+        self.controller_port = controller_port
+        self.state_file = home / "state.json"
+
+    @classmethod
+    def in_cache(cls, cache_dir: Path, port: int, controller_port: int) -> LocalKafka:
+        """The broker of a cache directory (the layout in the module docstring)."""
+        return cls(cache_dir / "jars" / f"kafka-{KAFKA_VERSION}", cache_dir / "broker", port, controller_port)
+
+    # --- jars --------------------------------------------------------------------------------
+
+    def jars_cached(self) -> bool:
+        return (self.jars / "libs" / f"kafka_2.13-{KAFKA_VERSION}.jar").is_file()
+
+    def fetch_jars(self) -> None:
+        """Resolve the broker's runtime classpath with Maven (a no-op when cached)."""
+        if self.jars_cached():
+            return
+        if shutil.which("mvn") is None:
+            raise LocalKafkaError(
+                "maven-missing",
+                "Maven (`mvn`) is needed once to fetch the Kafka jars: install it "
+                "(Debian: apt-get install maven) or set PERSONA_STREAM_KAFKA_BOOTSTRAP_SERVERS.",
+            )
+        self.jars.mkdir(parents=True, exist_ok=True)
+        (self.jars / "pom.xml").write_text(_POM.format(kafka=KAFKA_VERSION, log4j=LOG4J_VERSION))
+        staging = self.jars / "libs.partial"
+        shutil.rmtree(staging, ignore_errors=True)
+        command = [
+            "mvn", "-q", "-B", "-f", str(self.jars / "pom.xml"),
+            "org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy-dependencies",
+            f"-DoutputDirectory={staging}", "-DincludeScope=runtime",
+        ]  # fmt: skip
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise LocalKafkaError(
+                "fetch-failed", f"Maven could not fetch Kafka {KAFKA_VERSION}:\n{done.stdout[-2000:]}"
+            )
+        shutil.rmtree(self.jars / "libs", ignore_errors=True)
+        staging.rename(self.jars / "libs")
+
+    # --- state -------------------------------------------------------------------------------
+
+    def running(self) -> BrokerState | None:
+        """The broker recorded in the state file, if its JVM is alive and owns its port."""
+        try:
+            raw = json.loads(self.state_file.read_text())
+            state = BrokerState(**raw)
+        except (OSError, ValueError, TypeError):
+            return None
+        if not _pid_alive(state.pid):
+            return None
+        return state
+
+    # --- start / stop ------------------------------------------------------------------------
+
+    async def start(self, timeout: float = 60.0) -> StartResult:
+        """Start the broker, or reuse the one already running; return once a round trip works."""
+        began = time.monotonic()
+        state = self.running()
+        if state is not None:
+            await wait_ready(state.address, timeout)
+            return StartResult(state, reused=True, seconds=time.monotonic() - began)
+        if shutil.which("java") is None:
+            raise LocalKafkaError(
+                "java-missing",
+                "Java 17+ is needed to run the local Kafka (Debian: apt-get install openjdk-17-jre-headless).",
+            )
+        for port in (self.port, self.controller_port):
+            if _port_is_open(port):
+                raise LocalKafkaError(
+                    "port-in-use",
+                    f"127.0.0.1:{port} is taken by another process; set PERSONA_STREAM_LOCAL_KAFKA_PORT "
+                    "and PERSONA_STREAM_LOCAL_KAFKA_CONTROLLER_PORT to free ports.",
+                )
+        self.fetch_jars()
+        process = self._launch()
+        state = BrokerState(
+            pid=process.pid,
+            port=self.port,
+            controller_port=self.controller_port,
+            version=KAFKA_VERSION,
+            started_at=time.time(),
+        )
+        self.state_file.write_text(json.dumps(asdict(state)))
+        try:
+            await self._wait_started(process, state, began + timeout)
+        except BaseException:
+            self._terminate(process.pid)
+            raise
+        return StartResult(state, reused=False, seconds=time.monotonic() - began)
+
+    def _launch(self) -> subprocess.Popen[bytes]:
+        self.home.mkdir(parents=True, exist_ok=True)
+        data, logs = self.home / "data", self.home / "logs"
+        data.mkdir(parents=True, exist_ok=True)
+        logs.mkdir(parents=True, exist_ok=True)
+        properties = self.home / "server.properties"
+        properties.write_text(_server_properties(data, self.port, self.controller_port))
+        log_config = self.home / "log4j2.properties"
+        log_config.write_text(_LOG4J2.format(logs=logs))
+        classpath = f"{self.jars / 'libs'}/*"
+        log_opt = f"-Dlog4j2.configurationFile={log_config}"
+        if not (data / "meta.properties").exists():
+            subprocess.run(
+                ["java", log_opt, "-cp", classpath, "kafka.tools.StorageTool", "format",
+                 "-t", _random_cluster_id(), "-c", str(properties), "--ignore-formatted"],
+                check=True, capture_output=True,
+            )  # fmt: skip
+        stdout = open(self.home / "stdout.log", "ab")  # noqa: SIM115 - handed to the child
+        try:
+            return subprocess.Popen(
+                ["java", "-Xms256m", "-Xmx512m", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
+                 f"-Dkafka.logs.dir={logs}", log_opt, "-cp", classpath, "kafka.Kafka", str(properties)],
+                stdout=stdout, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True,  # outlives this command, ignores its Ctrl-C
+            )  # fmt: skip
+        finally:
+            stdout.close()
+
+    async def _wait_started(self, process: subprocess.Popen[bytes], state: BrokerState, deadline: float) -> None:
+        while not _port_is_open(state.port):
+            if process.poll() is not None:
+                raise LocalKafkaError("exited", f"Kafka exited with {process.returncode}:\n{self.log_tail()}")
+            if time.monotonic() > deadline:
+                raise LocalKafkaError("not-ready", f"Kafka did not open its port:\n{self.log_tail()}")
+            await asyncio.sleep(0.1)
+        await wait_ready(state.address, max(1.0, deadline - time.monotonic()))
+
+    def stop(self, timeout: float = 30.0) -> BrokerState | None:
+        """Stop the running broker and wait until its ports are free; None if none ran."""
+        state = self.running()
+        if state is None:
+            self.state_file.unlink(missing_ok=True)
+            return None
+        self._terminate(state.pid, timeout)
+        deadline = time.monotonic() + timeout
+        while _port_is_open(state.port) or _port_is_open(state.controller_port):
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        self.state_file.unlink(missing_ok=True)
+        return state
+
+    @staticmethod
+    def _terminate(pid: int, timeout: float = 30.0) -> None:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + timeout
+        while _pid_alive(pid) and time.monotonic() < deadline:
+            _reap(pid)
+            time.sleep(0.1)
+        if _pid_alive(pid):
+            os.kill(pid, signal.SIGKILL)
+            while _pid_alive(pid):
+                _reap(pid)
+                time.sleep(0.05)
+        _reap(pid)
+
+    def log_tail(self, lines: int = 30) -> str:
+        for name in ("logs/server.log", "stdout.log"):
+            path = self.home / name
+            if path.exists():
+                return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+        return "(no log)"
+
+
+def _reap(pid: int) -> None:
+    with contextlib.suppress(ChildProcessError):  # not our child: its own parent reaps it
+        os.waitpid(pid, os.WNOHANG)
+
+
+async def wait_ready(bootstrap_servers: str, timeout: float) -> None:
+    """Return once a record produced with acks=all can be consumed back, or raise not-ready."""
+    deadline = time.monotonic() + timeout
+    last_error: BaseException | None = None
+    while time.monotonic() < deadline:
+        try:
+            await asyncio.wait_for(_round_trip(bootstrap_servers), max(0.5, deadline - time.monotonic()))
+            return
+        except Exception as exc:  # noqa: BLE001 - any failure means "not yet"
+            last_error = exc
+            await asyncio.sleep(0.25)
+    raise LocalKafkaError("not-ready", f"no produce/consume round trip with {bootstrap_servers}: {last_error!r}")
+
+
+async def _round_trip(bootstrap_servers: str) -> None:
+    await ensure_topic(bootstrap_servers, READY_TOPIC, partitions=1, replication_factor=1)
+    token = secrets.token_bytes(8)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers, acks="all", enable_idempotence=True)
+    await producer.start()
+    try:
+        sent = await producer.send_and_wait(READY_TOPIC, token, partition=0)
+    finally:
+        await producer.stop()
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tp = TopicPartition(READY_TOPIC, 0)
+        consumer.assign([tp])
+        consumer.seek(tp, sent.offset)
+        record = await consumer.getone()
+        if record.value != token:
+            raise LocalKafkaError("not-ready", "round trip returned another record")
+    finally:
+        await consumer.stop()

@@ -1,0 +1,97 @@
+"""The one settings object.
+
+Every entry point (the CLI commands, the test fixtures) builds :class:`Settings` once and passes it
+down; nothing else in the project reads ``os.environ``. Each field is read from an environment
+variable named ``PERSONA_STREAM_<FIELD>`` (for example ``PERSONA_STREAM_KAFKA_BOOTSTRAP_SERVERS``).
+Secrets are :class:`~pydantic.SecretStr` so they never show up in a ``repr`` or a log line.
+
+The configuration table in README.md is generated from this class
+(``persona-stream settings table``): the field descriptions below are the documentation.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+def _default_cache_dir() -> Path:
+    return Path.home() / ".cache" / "persona-stream"
+
+
+class Settings(BaseSettings):
+    """Configuration of every persona-stream process, from ``PERSONA_STREAM_*`` variables."""
+
+    model_config = SettingsConfigDict(env_prefix="PERSONA_STREAM_", frozen=True, extra="forbid")
+
+    # --- Kafka -------------------------------------------------------------------------------
+    kafka_bootstrap_servers: str | None = Field(
+        default=None,
+        description="Comma-separated `host:port` list of an existing Kafka cluster. "
+        "Unset: use the embedded local Kafka that persona-stream starts itself.",
+    )
+    topic_prefix: str = Field(
+        default="persona",
+        pattern=r"^[A-Za-z0-9._-]{1,100}$",
+        description="Prefix of every topic name (`<prefix>.client-events`, ...).",
+    )
+    partitions: int = Field(
+        default=6,
+        ge=1,
+        le=1000,
+        description="Partition count of the inquiry-keyed topics (client events, webhooks, status). "
+        "It caps how many workers share the load; it cannot shrink later.",
+    )
+    replication_factor: int = Field(
+        default=1,
+        ge=1,
+        le=7,
+        description="Replication factor of created topics (use 3 on a production cluster).",
+    )
+    cache_dir: Path = Field(
+        default_factory=_default_cache_dir,
+        description="Where the embedded Kafka keeps its jars, data and logs (outside the repository).",
+    )
+    local_kafka_port: int = Field(default=19092, ge=1, le=65535, description="Client port of the embedded local Kafka.")
+    local_kafka_controller_port: int = Field(
+        default=19093, ge=1, le=65535, description="KRaft controller port of the embedded local Kafka."
+    )
+
+    # --- Secrets -----------------------------------------------------------------------------
+    webhook_secrets: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        description="Persona webhook secrets (`wbhsec_...`), comma-separated; several during rotation.",
+    )
+    webhook_tolerance_seconds: int = Field(
+        default=300,
+        ge=1,
+        description="A webhook whose signature timestamp is further than this from now is refused.",
+    )
+    token_secret: SecretStr | None = Field(
+        default=None,
+        description="HS256 secret that signs ingest and subscription tokens (at least 32 bytes).",
+    )
+
+    @field_validator("webhook_secrets", mode="before")
+    @classmethod
+    def _split_secrets(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @property
+    def uses_local_kafka(self) -> bool:
+        """True when no cluster is configured and the embedded broker must be used."""
+        return self.kafka_bootstrap_servers is None
+
+    def bootstrap_servers(self) -> str:
+        """The cluster to connect to: the configured one, or the embedded local broker."""
+        if self.kafka_bootstrap_servers is not None:
+            return self.kafka_bootstrap_servers
+        return f"127.0.0.1:{self.local_kafka_port}"
+
+
+ProcessingGuarantee = Literal["exactly_once", "at_least_once"]
