@@ -1,0 +1,121 @@
+"""Websocket frames of the gateway's protocol (``docs/protocol.md`` is the prose version).
+
+Client → server (:data:`ClientFrame`)::
+
+    auth         {"type": "auth", "token": "<JWT>"}                      always the first frame
+    callback     {"type": "callback", "session", "seq", "ts", "inquiry"?, "callback": {...}}
+    subscribe    {"type": "subscribe", "id", "channel", "since"?}         /v1/subscribe only
+    unsubscribe  {"type": "unsubscribe", "id"}                            /v1/subscribe only
+
+Server → client (:data:`ServerFrame`)::
+
+    ready        authenticated; the connection's limits
+    ack          every frame of ``session`` up to ``seq`` sent on this connection is durable
+                 in Kafka (or was answered with an error frame)
+    error        one frame was refused; ``code`` is stable, ``seq`` names the frame
+    subscribed   a subscription's snapshot: the current state, with ``recovered``
+    update       one trusted change, or one analytics record, on a subscription
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from schemas.callbacks import Callback, InquiryId
+from schemas.records import SessionId
+
+PROTOCOL_VERSION = 1
+
+Token = Annotated[str, StringConstraints(min_length=1, max_length=4096)]
+RequestId = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+Channel = Annotated[str, StringConstraints(pattern=r"^(inquiry:inq_[A-Za-z0-9_-]{1,100}|mine|all|analytics)$")]
+
+
+class _Frame(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+
+class AuthFrame(_Frame):
+    type: Literal["auth"] = "auth"
+    token: Token
+
+
+class CallbackFrame(_Frame):
+    """One SDK callback, with its identity: (``session``, ``seq``) is unique per flow."""
+
+    type: Literal["callback"] = "callback"
+    session: SessionId
+    seq: int = Field(ge=0, le=2**53 - 1)
+    ts: int = Field(ge=0, le=2**53 - 1, description="The client's clock, milliseconds since the epoch.")
+    inquiry: InquiryId | None = Field(
+        default=None, description="The inquiry, once the session knows it (or opened the flow with it)."
+    )
+    callback: Callback
+
+
+class SubscribeFrame(_Frame):
+    """Follow a channel: ``inquiry:<id>``, ``mine`` (inquiries whose reference-id is the token's
+    subject), ``all`` (firehose scope) or ``analytics`` (analytics scope)."""
+
+    type: Literal["subscribe"] = "subscribe"
+    id: RequestId
+    channel: Channel
+    since: dict[str, int] | None = Field(
+        default=None, description="Last version seen per inquiry, to resume without a gap or a duplicate."
+    )
+
+
+class UnsubscribeFrame(_Frame):
+    type: Literal["unsubscribe"] = "unsubscribe"
+    id: RequestId
+
+
+ClientFrame = Annotated[AuthFrame | CallbackFrame | SubscribeFrame | UnsubscribeFrame, Field(discriminator="type")]
+
+
+class ReadyFrame(_Frame):
+    type: Literal["ready"] = "ready"
+    protocol: int = PROTOCOL_VERSION
+    connection: str
+    subject: str
+    scope: str
+    limits: dict[str, int]
+
+
+class AckFrame(_Frame):
+    type: Literal["ack"] = "ack"
+    session: str
+    seq: int
+
+
+class ErrorFrame(_Frame):
+    type: Literal["error"] = "error"
+    code: str
+    message: str
+    seq: int | None = None
+    session: str | None = None
+    id: str | None = Field(default=None, description="The subscription request this error answers.")
+    field: str | None = None
+    retriable: bool = False
+
+
+class SubscribedFrame(_Frame):
+    type: Literal["subscribed"] = "subscribed"
+    id: str
+    channel: str
+    recovered: bool = Field(
+        description="True: every missed update since `since` follows. False: `snapshot` replaces history."
+    )
+    snapshot: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class UpdateFrame(_Frame):
+    type: Literal["update"] = "update"
+    id: str
+    channel: str
+    data: dict[str, Any]
+
+
+ServerFrame = Annotated[ReadyFrame | AckFrame | ErrorFrame | SubscribedFrame | UpdateFrame, Field(discriminator="type")]

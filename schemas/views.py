@@ -1,0 +1,112 @@
+"""The materialized view of one inquiry, with its provenance visible.
+
+A view has three parts, and the separation is the point of the project:
+
+* ``trusted`` -- set by verified webhooks only. Its ``version`` increases by one each time it
+  changes. ``audit`` records every webhook event seen, applied or not, and why.
+* ``client`` -- what the browser's callbacks claimed. Hints and analytics; never trusted state.
+* ``flags`` -- derived from both: where they disagree, or look suspicious.
+
+Unlike the other wire models these are mutable: the correlation core owns exactly one view per
+inquiry and updates it in place for every event (copying a nested frozen model per event would
+dominate the processing cost). Everything outside the core treats a view as read-only.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from schemas.records import Flags
+
+
+class _State(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=False, revalidate_instances="never")
+
+
+class ObjectResult(_State):
+    """The latest known state of a verification, report or case, by its event's created-at."""
+
+    type: str
+    status: str | None = None
+    event_name: str
+    event_id: str
+    created_at: AwareDatetime
+
+
+class TrustedPart(_State):
+    """The inquiry as the newest verified ``inquiry.*`` webhook described it, plus other objects."""
+
+    status: str | None = None
+    event_id: str | None = Field(default=None, description="The event whose snapshot set the status.")
+    event_name: str | None = None
+    created_at: AwareDatetime | None = Field(default=None, description="That event's created-at.")
+    reference_id: str | None = None
+    template_id: str | None = None
+    decision: str | None = Field(default=None, description="approved or declined, once decided.")
+    timestamps: dict[str, str | None] = Field(default_factory=dict)
+    previous_step_name: str | None = None
+    next_step_name: str | None = None
+    tags: list[str] = Field(default_factory=list)
+    redacted: bool = False
+    verifications: dict[str, ObjectResult] = Field(default_factory=dict)
+    reports: dict[str, ObjectResult] = Field(default_factory=dict)
+    cases: dict[str, ObjectResult] = Field(default_factory=dict)
+
+
+class AuditEntry(_State):
+    """One webhook event seen for this inquiry, and what it did."""
+
+    event_id: str
+    event_name: str
+    created_at: AwareDatetime
+    outcome: str = Field(description="applied | stale | duplicate | recorded (no part of the view follows it)")
+
+
+class SessionInfo(_State):
+    subject: str
+    origin: str | None = None
+    first_seen: AwareDatetime
+    last_seen: AwareDatetime
+    contiguous_seq: int = Field(default=-1, description="Every seq up to this one has been seen.")
+    seen_above: list[int] = Field(default_factory=list, description="Seqs seen beyond the contiguous run.")
+
+
+class TimelineEntry(_State):
+    at: AwareDatetime
+    session: str
+    seq: int
+    kind: str
+    name: str | None = None
+
+
+class ClientPart(_State):
+    """What the browser's callbacks claimed -- untrusted."""
+
+    sessions: dict[str, SessionInfo] = Field(default_factory=dict)
+    subjects: list[str] = Field(default_factory=list)
+    timeline: list[TimelineEntry] = Field(default_factory=list, description="The latest callbacks, bounded.")
+    steps: list[str] = Field(default_factory=list, description="Funnel steps reached, in first-reached order.")
+    started_at: AwareDatetime | None = None
+    claimed_status: str | None = Field(default=None, description="The status onComplete claimed.")
+    completed_at: AwareDatetime | None = None
+    cancels: int = 0
+    error_codes: dict[str, int] = Field(default_factory=dict)
+    camera_failures: int = 0
+    one_time_link: dict[str, int] = Field(default_factory=dict)
+
+
+class InquiryView(_State):
+    """Everything persona-stream knows about one inquiry."""
+
+    inquiry_id: str
+    version: int = Field(default=0, description="Trusted version: +1 on every trusted change.")
+    trusted: TrustedPart = Field(default_factory=TrustedPart)
+    audit: list[AuditEntry] = Field(default_factory=list, description="Webhook events seen, bounded.")
+    milestones: list[str] = Field(
+        default_factory=list, description="Lifecycle statuses some verified event showed, in any order."
+    )
+    client: ClientPart = Field(default_factory=ClientPart)
+    flags: Flags = Field(default_factory=Flags)
+    updated_at: datetime | None = None
