@@ -250,9 +250,9 @@ class LocalKafka:
                     "and PERSONA_STREAM_LOCAL_KAFKA_CONTROLLER_PORT to free ports.",
                 )
         self.fetch_jars()
-        process = self._launch()
+        pid = self._launch()
         state = BrokerState(
-            pid=process.pid,
+            pid=pid,
             port=self.port,
             controller_port=self.controller_port,
             version=KAFKA_VERSION,
@@ -260,13 +260,14 @@ class LocalKafka:
         )
         self.state_file.write_text(json.dumps(asdict(state)))
         try:
-            await self._wait_started(process, state, began + timeout)
+            await self._wait_started(state, began + timeout)
         except BaseException:
-            self._terminate(process.pid)
+            self._terminate(pid)
             raise
         return StartResult(state, reused=False, seconds=time.monotonic() - began)
 
-    def _launch(self) -> subprocess.Popen[bytes]:
+    def _launch(self) -> int:
+        """Format the storage if needed, start the JVM in the background, return its pid."""
         self.home.mkdir(parents=True, exist_ok=True)
         data, logs = self.home / "data", self.home / "logs"
         data.mkdir(parents=True, exist_ok=True)
@@ -283,21 +284,25 @@ class LocalKafka:
                  "-t", _random_cluster_id(), "-c", str(properties), "--ignore-formatted"],
                 check=True, capture_output=True,
             )  # fmt: skip
-        stdout = open(self.home / "stdout.log", "ab")  # noqa: SIM115 - handed to the child
-        try:
-            return subprocess.Popen(
-                ["java", "-Xms256m", "-Xmx512m", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
-                 f"-Dkafka.logs.dir={logs}", log_opt, "-cp", classpath, "kafka.Kafka", str(properties)],
-                stdout=stdout, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True,  # outlives this command, ignores its Ctrl-C
-            )  # fmt: skip
-        finally:
-            stdout.close()
+        command = [
+            "java", "-Xms256m", "-Xmx512m", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
+            f"-Dkafka.logs.dir={logs}", log_opt, "-cp", classpath, "kafka.Kafka", str(properties),
+        ]  # fmt: skip
+        # Started through a shell that exits at once: the JVM is re-parented to init, outlives this
+        # command, ignores its Ctrl-C (setsid), and never becomes a zombie child of ours.
+        launched = subprocess.run(
+            ["sh", "-c", 'setsid "$@" >> "$LOG" 2>&1 < /dev/null & echo $!', "sh", *command],
+            env={**os.environ, "LOG": str(self.home / "stdout.log")},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return int(launched.stdout.strip())
 
-    async def _wait_started(self, process: subprocess.Popen[bytes], state: BrokerState, deadline: float) -> None:
+    async def _wait_started(self, state: BrokerState, deadline: float) -> None:
         while not _port_is_open(state.port):
-            if process.poll() is not None:
-                raise LocalKafkaError("exited", f"Kafka exited with {process.returncode}:\n{self.log_tail()}")
+            if not _pid_alive(state.pid):
+                raise LocalKafkaError("exited", f"Kafka exited while starting:\n{self.log_tail()}")
             if time.monotonic() > deadline:
                 raise LocalKafkaError("not-ready", f"Kafka did not open its port:\n{self.log_tail()}")
             await asyncio.sleep(0.1)
