@@ -1,0 +1,126 @@
+"""Short-lived access tokens: JWT, HS256 only, minted by the app's backend.
+
+Claims::
+
+    sub     who the token speaks for: the app's reference id for the end user (required)
+    scope   "ingest" | "subscribe" | "firehose" | "analytics" (required)
+    exp     expiry, seconds since the epoch (required); iat optional
+    inq     optional: the one inquiry this token may send for or follow
+    tmpl    optional: the inquiry template the flow runs (labels client events for analytics)
+
+Errors (:class:`TokenError`, ``code``)::
+
+    token-missing   no token where one was required
+    token-invalid   not a JWT, a signature that does not verify, another algorithm ("none"
+                    included), a missing or malformed claim
+    token-expired   ``exp`` has passed
+    token-scope     a valid token whose scope does not open this endpoint
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from typing import Literal, get_args
+
+import jwt
+
+Scope = Literal["ingest", "subscribe", "firehose", "analytics"]
+SCOPES: tuple[str, ...] = get_args(Scope)
+ALGORITHM = "HS256"
+MIN_SECRET_BYTES = 32
+LEEWAY_SECONDS = 5
+
+
+class TokenError(Exception):
+    """A token that does not open the door; ``code`` is stable and documented."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class Claims:
+    """What a verified token vouches for."""
+
+    subject: str
+    scope: Scope
+    expires_at: int
+    inquiry_id: str | None = None
+    template_id: str | None = None
+
+
+class TokenAuthority:
+    """Mints and verifies tokens with one HS256 secret."""
+
+    def __init__(self, secret: bytes) -> None:
+        if len(secret) < MIN_SECRET_BYTES:
+            raise ValueError(f"the token secret must be at least {MIN_SECRET_BYTES} bytes")
+        self._secret = secret
+
+    def mint(
+        self,
+        subject: str,
+        scope: Scope,
+        ttl_seconds: int,
+        *,
+        inquiry_id: str | None = None,
+        template_id: str | None = None,
+        now: float | None = None,
+    ) -> str:
+        issued = int(time.time() if now is None else now)
+        claims: dict[str, object] = {"sub": subject, "scope": scope, "iat": issued, "exp": issued + ttl_seconds}
+        if inquiry_id is not None:
+            claims["inq"] = inquiry_id
+        if template_id is not None:
+            claims["tmpl"] = template_id
+        return jwt.encode(claims, self._secret, algorithm=ALGORITHM)
+
+    def verify(self, token: str | None, allowed: tuple[Scope, ...], *, now: float | None = None) -> Claims:
+        """The token's claims, if it is genuine, current, and of one of the ``allowed`` scopes."""
+        if not token:
+            raise TokenError("token-missing", "a token is required")
+        try:
+            raw = jwt.decode(
+                token,
+                self._secret,
+                algorithms=[ALGORITHM],
+                # time is checked below, against the clock passed in (tests, replays of recordings)
+                options={"require": ["sub", "exp", "scope"], "verify_exp": False, "verify_iat": False},
+            )
+        except jwt.InvalidTokenError as exc:
+            raise TokenError("token-invalid", f"the token is not valid: {exc}") from None
+        expires = raw["exp"]
+        if not isinstance(expires, int | float) or isinstance(expires, bool):
+            raise TokenError("token-invalid", "exp must be a number")
+        current = time.time() if now is None else now
+        if expires + (LEEWAY_SECONDS if now is None else 0) <= current:
+            raise TokenError("token-expired", "the token has expired")
+        scope, subject = raw.get("scope"), raw.get("sub")
+        if scope not in SCOPES:
+            raise TokenError("token-invalid", "unknown scope")
+        if scope not in allowed:
+            raise TokenError(
+                "token-scope", f"scope {scope!r} does not open this endpoint (needs {' or '.join(allowed)})"
+            )
+        inquiry, template = raw.get("inq"), raw.get("tmpl")
+        if not isinstance(subject, str) or not 0 < len(subject) <= 200:
+            raise TokenError("token-invalid", "sub must be a non-empty string")
+        if inquiry is not None and not (isinstance(inquiry, str) and _INQUIRY.fullmatch(inquiry)):
+            raise TokenError("token-invalid", "inq must be an inquiry id")
+        if template is not None and not (isinstance(template, str) and 0 < len(template) <= 200):
+            raise TokenError("token-invalid", "tmpl must be a string")
+        return Claims(subject, scope, int(expires), inquiry, template)
+
+
+_INQUIRY = re.compile(r"inq_[A-Za-z0-9_-]{1,100}")
+
+
+def parse_ttl(text: str) -> int:
+    """``"15m"``, ``"1h"``, ``"30s"``, ``"2d"`` or plain seconds, as seconds."""
+    match = re.fullmatch(r"(\d+)([smhd]?)", text.strip())
+    if not match:
+        raise ValueError(f"not a duration: {text!r} (examples: 30s, 15m, 1h)")
+    return int(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
