@@ -1,0 +1,274 @@
+"""The rules of the client ingest connection, without I/O: frames in, decisions out.
+
+After authentication, every websocket message goes through :meth:`IngestConnection.receive`,
+which returns one decision for the I/O layer (``gateway/client_ws.py``) to carry out:
+
+* :class:`Write` -- records to write to ``<p>.client-events``; acknowledge the frame once Kafka has
+  them. A session's first frame that names its inquiry also writes a :class:`SessionLink`, so
+  the callbacks it sent before (keyed ``session:<id>``) can be joined to the inquiry downstream.
+* :class:`Duplicate` -- this gateway already wrote (session, seq) durably: acknowledge, write
+  nothing (a client resending after a reconnect).
+* :class:`Reject` -- answer with an error frame; the connection stays open.
+* :class:`Close` -- close the connection with a code and a reason (abuse crossed a limit).
+
+Rejection codes (error frames): ``rate-limited``, ``invalid-json``, ``invalid-frame`` (with the
+field), ``unknown-frame-type``, ``seq-missing``, ``seq-repeated``, ``too-many-sessions``,
+``inquiry-forbidden``. Close: 1008 ``too-many-errors`` once a connection has earned more rejections
+than its limit.
+
+The ack rule lives in :class:`AckTracker`: acknowledgements are cumulative per session and never
+run ahead of a frame that is still being written.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict, deque
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+
+import orjson
+
+from gateway.tokens import Claims
+from schemas.callbacks import FieldValue, OnCancel, OnComplete, inquiry_id_of
+from schemas.codec import validate
+from schemas.errors import SchemaError
+from schemas.frames import CallbackFrame, ErrorFrame
+from schemas.records import CallbackRecord, SessionLink
+
+CLIENT_FRAME_TYPES = frozenset({"callback"})
+OTHER_FRAME_TYPES = frozenset({"auth", "subscribe", "unsubscribe"})
+
+
+@dataclass(frozen=True)
+class IngestLimits:
+    rate_per_second: float = 50.0
+    rate_burst: int = 100
+    max_errors: int = 50
+    max_sessions: int = 8
+    keep_field_values: bool = False
+    max_frame_bytes: int = 65536  # enforced by the websocket server (close 1009); announced in "ready"
+
+
+@dataclass(frozen=True)
+class Write:
+    session: str
+    seq: int
+    records: tuple[CallbackRecord | SessionLink, ...]
+
+
+@dataclass(frozen=True)
+class Duplicate:
+    session: str
+    seq: int
+
+
+@dataclass(frozen=True)
+class Reject:
+    error: ErrorFrame
+
+
+@dataclass(frozen=True)
+class Close:
+    code: int
+    reason: str
+
+
+Decision = Write | Duplicate | Reject | Close
+
+
+class TokenBucket:
+    """``rate`` tokens a second, at most ``burst`` saved; time is passed in (seconds)."""
+
+    def __init__(self, rate: float, burst: int, now: float) -> None:
+        self.rate, self.burst = rate, float(burst)
+        self.tokens, self.updated = float(burst), now
+
+    def take(self, now: float) -> bool:
+        self.tokens = min(self.burst, self.tokens + max(0.0, now - self.updated) * self.rate)
+        self.updated = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        return False
+
+
+K = TypeVar("K", bound=Hashable)
+
+
+class Recent(Generic[K]):
+    """Keys this gateway wrote durably lately -- (session, seq) of frames, webhook event ids --
+    bounded: the least recent is forgotten first."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._seen: OrderedDict[K, None] = OrderedDict()
+
+    def __contains__(self, key: K) -> bool:
+        return key in self._seen
+
+    def add(self, key: K) -> None:
+        self._seen[key] = None
+        self._seen.move_to_end(key)
+        while len(self._seen) > self.capacity:
+            self._seen.popitem(last=False)
+
+
+@dataclass
+class _Session:
+    last_seq: int = -1
+    inquiry_id: str | None = None
+
+
+@dataclass
+class IngestConnection:
+    """One authenticated ingest connection."""
+
+    claims: Claims
+    origin: str | None
+    limits: IngestLimits
+    recent: Recent[tuple[str, int]]
+    now: float
+    errors: int = 0
+    sessions: dict[str, _Session] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.bucket = TokenBucket(self.limits.rate_per_second, self.limits.rate_burst, self.now)
+
+    def receive(self, message: str | bytes, now: float, received_at: datetime) -> Decision:
+        """Decide what to do with one websocket message (``now``: monotonic seconds)."""
+        if not self.bucket.take(now):
+            return self._reject("rate-limited", "too many frames: slow down and resend", retriable=True)
+        try:
+            document: Any = orjson.loads(message)
+        except orjson.JSONDecodeError:
+            return self._reject("invalid-json", "the frame is not JSON")
+        seq = document.get("seq") if isinstance(document, dict) else None
+        seq = seq if isinstance(seq, int) and not isinstance(seq, bool) else None
+        session_id = document.get("session") if isinstance(document, dict) else None
+        session_id = session_id if isinstance(session_id, str) else None
+        if not isinstance(document, dict) or not isinstance(document.get("type"), str):
+            return self._reject("invalid-frame", "a frame is an object with a type", field="type")
+        if document["type"] not in CLIENT_FRAME_TYPES:
+            return self._reject("unknown-frame-type", f"no frame type {document['type']!r} here", seq, session_id)
+        if "seq" not in document:
+            return self._reject("seq-missing", "a callback frame needs a seq", None, session_id, field="seq")
+        try:
+            frame = validate(CallbackFrame, document)
+        except SchemaError as exc:
+            return self._reject("invalid-frame", str(exc), seq, session_id, field=exc.field)
+        return self._accept(frame, received_at)
+
+    def _accept(self, frame: CallbackFrame, received_at: datetime) -> Decision:
+        state = self.sessions.get(frame.session)
+        if state is None:
+            if len(self.sessions) >= self.limits.max_sessions:
+                return self._reject(
+                    "too-many-sessions", "too many sessions on one connection", frame.seq, frame.session
+                )
+            state = self.sessions[frame.session] = _Session()
+        if frame.seq <= state.last_seq:
+            return self._reject(
+                "seq-repeated",
+                f"seq {frame.seq} is not after {state.last_seq} on this connection",
+                frame.seq,
+                frame.session,
+            )
+        if (frame.session, frame.seq) in self.recent:
+            state.last_seq = frame.seq
+            return Duplicate(frame.session, frame.seq)
+        inquiry_id = frame.inquiry or inquiry_id_of(frame.callback) or state.inquiry_id
+        if inquiry_id and self.claims.inquiry_id and inquiry_id != self.claims.inquiry_id:
+            return self._reject("inquiry-forbidden", "the token is for another inquiry", frame.seq, frame.session)
+        state.last_seq = frame.seq
+        records: list[CallbackRecord | SessionLink] = []
+        if inquiry_id is not None and inquiry_id != state.inquiry_id:
+            state.inquiry_id = inquiry_id
+            records.append(
+                SessionLink(
+                    session=frame.session, inquiry_id=inquiry_id, subject=self.claims.subject, received_at=received_at
+                )
+            )
+        records.append(
+            CallbackRecord(
+                session=frame.session,
+                seq=frame.seq,
+                client_ts=frame.ts,
+                received_at=received_at,
+                subject=self.claims.subject,
+                inquiry_id=inquiry_id,
+                template_id=self.claims.template_id,
+                origin=self.origin,
+                callback=self._stored(frame.callback),
+            )
+        )
+        return Write(frame.session, frame.seq, tuple(records))
+
+    def _stored(self, callback: Any) -> Any:
+        """The callback as it may be stored: never a session token; field values only if allowed."""
+        if isinstance(callback, OnCancel) and callback.session_token is not None:
+            return callback.redacted()
+        if isinstance(callback, OnComplete) and not self.limits.keep_field_values:
+            return callback.model_copy(
+                update={"fields": {name: _without_value(v) for name, v in callback.fields.items()}}
+            )
+        return callback
+
+    def _reject(
+        self,
+        code: str,
+        message: str,
+        seq: int | None = None,
+        session: str | None = None,
+        *,
+        field: str | None = None,
+        retriable: bool = False,
+    ) -> Decision:
+        self.errors += 1
+        if self.errors > self.limits.max_errors:
+            return Close(1008, "too-many-errors")
+        return Reject(
+            ErrorFrame(code=code, message=message, seq=seq, session=session, field=field, retriable=retriable)
+        )
+
+
+def _without_value(value: Any) -> Any:
+    if isinstance(value, FieldValue):
+        return FieldValue(type=value.type)
+    return None
+
+
+class AckTracker:
+    """Cumulative acknowledgements that never run ahead of a pending write.
+
+    Frames enter in arrival order; each is completed when Kafka has it (or when it was rejected).
+    :meth:`ready` pops the completed prefix and returns, per session, the highest seq in it:
+    every frame of that session up to that seq, sent on this connection, is done.
+    """
+
+    def __init__(self) -> None:
+        self._entries: deque[list[Any]] = deque()  # [session, seq, done, durable]
+
+    def add(self, session: str, seq: int, *, done: bool = False) -> list[Any]:
+        """Track a frame; ``done`` for one answered at once (a rejection or a known duplicate)."""
+        entry = [session, seq, done, False]
+        self._entries.append(entry)
+        return entry
+
+    @staticmethod
+    def complete(entry: list[Any]) -> None:
+        """Kafka has the frame."""
+        entry[2] = entry[3] = True
+
+    def ready(self) -> list[tuple[str, int, int]]:
+        """(session, highest seq, frames written) for each session in the completed prefix."""
+        highest: dict[str, tuple[int, int]] = {}
+        while self._entries and self._entries[0][2]:
+            session, seq, _, durable = self._entries.popleft()
+            top, count = highest.get(session, (-1, 0))
+            highest[session] = (max(seq, top), count + int(durable))
+        return [(session, seq, count) for session, (seq, count) in highest.items()]
+
+    def __len__(self) -> int:
+        return len(self._entries)
