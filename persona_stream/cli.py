@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
+import signal
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -94,12 +96,57 @@ def _schemas_export(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _token_mint(args: argparse.Namespace, settings: Settings) -> int:
+    from gateway.tokens import TokenAuthority, parse_ttl
+
+    if settings.token_secret is None:
+        print("persona-stream: set PERSONA_STREAM_TOKEN_SECRET (at least 32 bytes) to mint tokens", file=sys.stderr)
+        return 2
+    authority = TokenAuthority(settings.token_secret.get_secret_value().encode())
+    print(authority.mint(args.sub, args.scope, parse_ttl(args.ttl), inquiry_id=args.inquiry, template_id=args.template))
+    return 0
+
+
+async def run_until_signalled(start: Callable[[], Awaitable[None]], stop: Callable[[], Awaitable[None]]) -> None:
+    """Start, wait for SIGINT or SIGTERM, stop."""
+    signalled = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, signalled.set)
+    try:
+        await start()
+        await signalled.wait()
+    finally:
+        await stop()
+
+
+def _gateway(args: argparse.Namespace, settings: Settings) -> int:
+    from gateway.app import create_gateway
+
+    async def run() -> None:
+        if settings.uses_local_kafka:
+            bootstrap = await ensure_kafka(settings)
+            await create_topics(bootstrap, TopicPlan.from_settings(settings).all())
+        gateway = create_gateway(settings)
+
+        async def start() -> None:
+            await gateway.start()
+            host = settings.host
+            print(f"gateway: ws://{host}:{gateway.ws_port}/v1/client  http://{host}:{gateway.http_port}", flush=True)
+
+        await run_until_signalled(start, gateway.stop)
+
+    asyncio.run(run())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="persona-stream",
         description="Join Persona's client callbacks and signed webhooks into one trusted inquiry status.",
         epilog="Configuration comes from PERSONA_STREAM_* environment variables (see README.md).",
     )
+    parser.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
     commands = parser.add_subparsers(dest="command", required=True, metavar="command")
 
     kafka = commands.add_parser("kafka", help="run the embedded single-node Apache Kafka (KRaft)")
@@ -116,6 +163,21 @@ def build_parser() -> argparse.ArgumentParser:
         handler=_topics_create
     )
 
+    gateway = commands.add_parser(
+        "gateway", help="run the gateway: websocket ingest, webhook receiver, health and metrics"
+    )
+    gateway.set_defaults(handler=_gateway)
+
+    token = commands.add_parser("token", help="access tokens for the gateway")
+    token_commands = token.add_subparsers(dest="action", required=True, metavar="action")
+    mint = token_commands.add_parser("mint", help="mint a token (for development; backends mint their own)")
+    mint.add_argument("--scope", required=True, choices=["ingest", "subscribe", "firehose", "analytics"])
+    mint.add_argument("--sub", required=True, help="the subject: the app's reference id for the end user")
+    mint.add_argument("--ttl", default="15m", help="lifetime: 30s, 15m, 1h, 1d (default 15m)")
+    mint.add_argument("--inquiry", help="limit the token to one inquiry id")
+    mint.add_argument("--template", help="the inquiry template id the flow runs")
+    mint.set_defaults(handler=_token_mint)
+
     schemas = commands.add_parser("schemas", help="JSON Schema of every public model")
     schemas_commands = schemas.add_subparsers(dest="action", required=True, metavar="action")
     export = schemas_commands.add_parser("export", help="write docs/schemas/*.schema.json")
@@ -126,7 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         settings = Settings()
     except ValidationError as exc:

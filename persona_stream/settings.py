@@ -75,7 +75,54 @@ class Settings(BaseSettings):
         description="HS256 secret that signs ingest and subscription tokens (at least 32 bytes).",
     )
 
-    @field_validator("webhook_secrets", mode="before")
+    # --- Gateway -----------------------------------------------------------------------------
+    host: str = Field(default="127.0.0.1", description="Interface the gateway listens on (0.0.0.0 for all).")
+    ws_port: int = Field(
+        default=8765, ge=0, le=65535, description="Websocket port: /v1/client, /v1/subscribe, /v1/analytics."
+    )
+    http_port: int = Field(
+        default=8080,
+        ge=0,
+        le=65535,
+        description="HTTP port: webhooks, /v1/inquiries, /dashboard, /healthz, /readyz, /metrics.",
+    )
+    allowed_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["*"],
+        description="Origins browsers may open websockets from, comma-separated; `*` allows any "
+        "(set it in production).",
+    )
+    max_frame_bytes: int = Field(default=65536, ge=256, description="Largest websocket message accepted (close 1009).")
+    rate_per_second: float = Field(default=50.0, gt=0, description="Frames a second one connection may send.")
+    rate_burst: int = Field(default=100, ge=1, description="Frames one connection may send at once after a pause.")
+    max_connections: int = Field(default=10000, ge=1, description="Open websocket connections per gateway.")
+    max_errors_per_connection: int = Field(
+        default=50, ge=1, description="Rejected frames one connection may earn before it is closed (1008)."
+    )
+    max_sessions_per_connection: int = Field(default=8, ge=1, description="Client sessions one connection may carry.")
+    max_inflight_frames: int = Field(
+        default=256, ge=1, description="Frames of one connection being written at once; reading pauses beyond."
+    )
+    ping_interval_seconds: float = Field(default=20.0, gt=0, description="Websocket keepalive ping interval.")
+    ping_timeout_seconds: float = Field(default=20.0, gt=0, description="A pong later than this closes (1011).")
+    idle_timeout_seconds: float = Field(
+        default=300.0, gt=0, description="An ingest connection silent for this long is closed."
+    )
+    auth_timeout_seconds: float = Field(default=10.0, gt=0, description="Time allowed for the first (auth) frame.")
+    ws_compression: bool = Field(
+        default=False, description="Offer permessage-deflate (costs CPU; callback frames are small)."
+    )
+    webhook_max_bytes: int = Field(default=1_048_576, ge=1024, description="Largest webhook body accepted (413).")
+    produce_timeout_seconds: float = Field(
+        default=4.0, gt=0, description="Longest wait for Kafka's acknowledgement before answering 503 / retry."
+    )
+    keep_field_values: bool = Field(
+        default=False, description="Store onComplete field values (personal data); by default only names and types."
+    )
+    dedupe_cache_size: int = Field(
+        default=100_000, ge=0, description="Recently written frames and webhook ids the gateway remembers."
+    )
+
+    @field_validator("webhook_secrets", "allowed_origins", mode="before")
     @classmethod
     def _split_secrets(cls, value: object) -> object:
         if isinstance(value, str):

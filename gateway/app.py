@@ -1,0 +1,221 @@
+"""The gateway process: a websocket server and an HTTP server around one Kafka publisher.
+
+=========  ==========================  ======================================================
+port       path                        what
+=========  ==========================  ======================================================
+ws_port    /v1/client                  ingest of browser callbacks (``gateway.client_ws``)
+http_port  POST /v1/webhooks/persona   signed webhooks (``gateway.webhook_receiver``)
+http_port  GET /healthz                the process is up
+http_port  GET /readyz                 503 while Kafka is unavailable
+http_port  GET /metrics                Prometheus text format
+=========  ==========================  ======================================================
+
+Websockets are served by the ``websockets`` library; HTTP by aiohttp, which (unlike the websockets
+server) reads request bodies. Handshakes refused before the upgrade get an HTTP status and a code
+in the body: 404 ``not-found``, 403 ``origin-forbidden``, 503 ``too-many-connections`` or
+``shutting-down``.
+
+:meth:`Gateway.stop` is the graceful shutdown of SIGTERM: refuse new connections, let every ingest
+connection flush and acknowledge what it has in flight, close them with 1001, flush the producer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from http import HTTPStatus
+
+from aiohttp import web
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.http11 import Request, Response
+
+from gateway.client_ws import IngestHandler
+from gateway.ingest import IngestLimits, Recent
+from gateway.metrics import GatewayMetrics
+from gateway.publisher import Publisher
+from gateway.tokens import TokenAuthority
+from gateway.webhook_receiver import PATH as WEBHOOK_PATH
+from gateway.webhook_receiver import WebhookReceiver
+from persona_stream.settings import Settings
+from persona_stream.topics import TopicPlan
+
+log = logging.getLogger(__name__)
+
+WsRoute = Callable[[ServerConnection], Awaitable[None]]
+
+
+@dataclass
+class Gateway:
+    settings: Settings
+    publisher: Publisher
+    tokens: TokenAuthority
+    metrics: GatewayMetrics = field(default_factory=GatewayMetrics)
+
+    def __post_init__(self) -> None:
+        s = self.settings
+        self.topics = TopicPlan.from_settings(s)
+        self.limits = IngestLimits(
+            rate_per_second=s.rate_per_second,
+            rate_burst=s.rate_burst,
+            max_errors=s.max_errors_per_connection,
+            max_sessions=s.max_sessions_per_connection,
+            keep_field_values=s.keep_field_values,
+            max_frame_bytes=s.max_frame_bytes,
+        )
+        self.recent_frames: Recent[tuple[str, int]] = Recent(s.dedupe_cache_size)
+        self.receiver = WebhookReceiver(
+            topics=self.topics,
+            publisher=self.publisher,
+            secrets=[secret.get_secret_value().encode() for secret in s.webhook_secrets],
+            tolerance_seconds=s.webhook_tolerance_seconds,
+            max_bytes=s.webhook_max_bytes,
+            metrics=self.metrics,
+            recent=Recent(s.dedupe_cache_size),
+        )
+        self.ws_routes: dict[str, WsRoute] = {"/v1/client": self._ingest}
+        self.ingest_handlers: set[IngestHandler] = set()
+        self.stopping = False
+        self._ws_server: Server | None = None
+        self._http_runner: web.AppRunner | None = None
+        self.ws_port = s.ws_port
+        self.http_port = s.http_port
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        s = self.settings
+        await self.publisher.start()
+        self._ws_server = await serve(
+            self._dispatch,
+            s.host,
+            s.ws_port,
+            process_request=self._admit,
+            max_size=s.max_frame_bytes,
+            compression="deflate" if s.ws_compression else None,
+            ping_interval=s.ping_interval_seconds,
+            ping_timeout=s.ping_timeout_seconds,
+            server_header="persona-stream",
+        )
+        self.ws_port = self._ws_server.sockets[0].getsockname()[1]
+        app = web.Application(client_max_size=s.webhook_max_bytes + 1)
+        self.add_http_routes(app)
+        self._http_runner = web.AppRunner(app, access_log=None)
+        await self._http_runner.setup()
+        site = web.TCPSite(self._http_runner, s.host, s.http_port)
+        await site.start()
+        server = site._server
+        assert isinstance(server, asyncio.Server)
+        self.http_port = server.sockets[0].getsockname()[1]
+        log.info("gateway listening: ws://%s:%d  http://%s:%d", s.host, self.ws_port, s.host, self.http_port)
+        if "*" in s.allowed_origins:
+            log.warning("allowed_origins is '*': any web page may open a websocket (set it in production)")
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Graceful shutdown: in-flight frames are flushed and acknowledged before connections close."""
+        self.stopping = True
+        for handler in list(self.ingest_handlers):
+            handler.shutdown()
+        if self._ws_server is not None:
+            self._ws_server.close(close_connections=False)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._ws_server.wait_closed(), grace)
+            self._ws_server.close(close_connections=True)
+        if self._http_runner is not None:
+            await self._http_runner.cleanup()
+        await self.publisher.stop()
+
+    # --- websockets --------------------------------------------------------------------------
+
+    def _admit(self, connection: ServerConnection, request: Request) -> Response | None:
+        path = request.path.split("?", 1)[0]
+        if path not in self.ws_routes:
+            return connection.respond(HTTPStatus.NOT_FOUND, "not-found\n")
+        if self.stopping:
+            return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "shutting-down\n")
+        origin = request.headers.get("Origin")
+        if origin is not None and not self.origin_allowed(origin):
+            return connection.respond(HTTPStatus.FORBIDDEN, "origin-forbidden\n")
+        assert self._ws_server is not None
+        if len(self._ws_server.connections) > self.settings.max_connections:
+            return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "too-many-connections\n")
+        return None
+
+    def origin_allowed(self, origin: str) -> bool:
+        allowed = self.settings.allowed_origins
+        return "*" in allowed or origin in allowed
+
+    async def _dispatch(self, connection: ServerConnection) -> None:
+        assert connection.request is not None
+        route = self.ws_routes[connection.request.path.split("?", 1)[0]]
+        endpoint = connection.request.path.split("?", 1)[0]
+        gauge = self.metrics.open_connections.labels(endpoint)
+        gauge.inc()
+        try:
+            await route(connection)
+        except Exception:
+            log.exception("websocket handler failed")
+            with contextlib.suppress(Exception):
+                await connection.close(1011, "internal-error")
+        finally:
+            gauge.dec()
+
+    async def _ingest(self, connection: ServerConnection) -> None:
+        s = self.settings
+        handler = IngestHandler(
+            connection,
+            tokens=self.tokens,
+            publisher=self.publisher,
+            topics=self.topics,
+            limits=self.limits,
+            recent=self.recent_frames,
+            metrics=self.metrics,
+            auth_timeout=s.auth_timeout_seconds,
+            idle_timeout=s.idle_timeout_seconds,
+            max_inflight=s.max_inflight_frames,
+        )
+        self.ingest_handlers.add(handler)
+        try:
+            await handler.run()
+        finally:
+            self.ingest_handlers.discard(handler)
+
+    # --- HTTP --------------------------------------------------------------------------------
+
+    def add_http_routes(self, app: web.Application) -> None:
+        app.router.add_post(WEBHOOK_PATH, self.receiver.handle)
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/readyz", self._readyz)
+        app.router.add_get("/metrics", self._metrics)
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def _readyz(self, request: web.Request) -> web.Response:
+        ready = self.publisher.healthy and not self.stopping
+        return web.json_response(
+            {"status": "ready" if ready else "unavailable", "kafka": self.publisher.healthy},
+            status=200 if ready else 503,
+        )
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        return web.Response(body=self.metrics.render(), content_type="text/plain", charset="utf-8")
+
+
+def create_gateway(settings: Settings, publisher: Publisher | None = None) -> Gateway:
+    """A gateway wired to the real Kafka publisher (``publisher`` only for unit tests)."""
+    from gateway.publisher import KafkaPublisher
+
+    if settings.token_secret is None:
+        raise ValueError("PERSONA_STREAM_TOKEN_SECRET is required to run the gateway")
+    metrics = GatewayMetrics()
+    if publisher is None:
+        publisher = KafkaPublisher(
+            settings.bootstrap_servers(),
+            timeout=settings.produce_timeout_seconds,
+            observe_latency=metrics.produce_latency.observe,
+        )
+    tokens = TokenAuthority(settings.token_secret.get_secret_value().encode())
+    return Gateway(settings, publisher, tokens, metrics)

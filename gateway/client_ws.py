@@ -1,0 +1,196 @@
+"""``/v1/client``: the ingest websocket, the I/O around :mod:`gateway.ingest`.
+
+The connection authenticates with its first frame, then streams callback frames. Each frame is
+written to Kafka in a task of its own (at most ``max_inflight_frames`` at once; beyond, reading
+pauses and TCP pushes back on the client) and acknowledged, cumulatively, once Kafka has it.
+
+Closing codes: 1008 with ``auth-timeout``, ``auth-required``, ``token-*`` or ``too-many-errors``;
+1009 when a message exceeds ``max_frame_bytes`` (the websockets library closes it); 1013
+``kafka-unavailable`` when a write is not confirmed -- nothing after it is acknowledged and the
+client resends; 1000 ``idle-timeout``; 1001 ``shutdown`` after in-flight writes are flushed and
+acknowledged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import ConnectionClosed
+
+from gateway.ingest import AckTracker, Close, Duplicate, IngestConnection, IngestLimits, Recent, Reject, Write
+from gateway.metrics import GatewayMetrics
+from gateway.publisher import Message, Publisher, PublishError
+from gateway.tokens import Claims, Scope, TokenAuthority, TokenError
+from persona_stream.topics import TopicPlan
+from schemas.codec import decode, encode
+from schemas.errors import SchemaError
+from schemas.frames import AckFrame, AuthFrame, ErrorFrame, ReadyFrame
+
+log = logging.getLogger(__name__)
+
+
+async def authenticate(
+    connection: ServerConnection,
+    tokens: TokenAuthority,
+    scopes: tuple[Scope, ...],
+    timeout: float,
+    metrics: GatewayMetrics,
+) -> Claims | None:
+    """Read the auth frame and verify its token; close the connection (1008) and return None if not."""
+    try:
+        first = await asyncio.wait_for(connection.recv(), timeout)
+    except TimeoutError:
+        await close(connection, 1008, "auth-timeout", metrics)
+        return None
+    except ConnectionClosed:
+        return None
+    try:
+        frame = decode(AuthFrame, first)
+        return tokens.verify(frame.token, scopes)
+    except SchemaError:
+        await close(connection, 1008, "auth-required", metrics)
+    except TokenError as exc:
+        await close(connection, 1008, exc.code, metrics)
+    return None
+
+
+async def close(connection: ServerConnection, code: int, reason: str, metrics: GatewayMetrics) -> None:
+    metrics.connections_closed.labels(reason).inc()
+    with contextlib.suppress(ConnectionClosed):
+        await connection.close(code, reason)
+
+
+async def send(connection: ServerConnection, frame: Any) -> None:
+    with contextlib.suppress(ConnectionClosed):
+        await connection.send(encode(frame).decode())
+
+
+class IngestHandler:
+    """One ingest connection from accept to close."""
+
+    def __init__(
+        self,
+        connection: ServerConnection,
+        *,
+        tokens: TokenAuthority,
+        publisher: Publisher,
+        topics: TopicPlan,
+        limits: IngestLimits,
+        recent: Recent[tuple[str, int]],
+        metrics: GatewayMetrics,
+        auth_timeout: float,
+        idle_timeout: float,
+        max_inflight: int,
+    ) -> None:
+        self.connection = connection
+        self.tokens, self.publisher, self.topics = tokens, publisher, topics
+        self.limits, self.recent, self.metrics = limits, recent, metrics
+        self.auth_timeout, self.idle_timeout = auth_timeout, idle_timeout
+        self.inflight = asyncio.Semaphore(max_inflight)
+        self.tracker = AckTracker()
+        self.writes: set[asyncio.Task[None]] = set()
+        self.failed = False
+        self.reader: asyncio.Task[None] | None = None
+
+    async def run(self) -> None:
+        claims = await authenticate(self.connection, self.tokens, ("ingest",), self.auth_timeout, self.metrics)
+        if claims is None:
+            return
+        if not self.publisher.healthy:
+            await close(self.connection, 1013, "kafka-unavailable", self.metrics)
+            return
+        origin = self.connection.request.headers.get("Origin") if self.connection.request else None
+        core = IngestConnection(claims, origin, self.limits, self.recent, now=time.monotonic())
+        await send(
+            self.connection,
+            ReadyFrame(
+                connection=str(self.connection.id),
+                subject=claims.subject,
+                scope=claims.scope,
+                limits={
+                    "max_frame_bytes": self.limits.max_frame_bytes,
+                    "rate_per_second": int(self.limits.rate_per_second),
+                    "rate_burst": self.limits.rate_burst,
+                    "max_sessions": self.limits.max_sessions,
+                },
+            ),
+        )
+        self.reader = asyncio.current_task()
+        try:
+            await self._read(core)
+        except asyncio.CancelledError:
+            # gateway shutdown: flush what is in flight, acknowledge it, then say goodbye
+            await self._drain()
+            await close(self.connection, 1001, "shutdown", self.metrics)
+            return
+        await self._drain()
+
+    async def _read(self, core: IngestConnection) -> None:
+        while not self.failed:
+            try:
+                message = await asyncio.wait_for(self.connection.recv(), self.idle_timeout)
+            except TimeoutError:
+                await close(self.connection, 1000, "idle-timeout", self.metrics)
+                return
+            except ConnectionClosed:
+                return
+            self.metrics.frames_received.inc()
+            decision = core.receive(message, time.monotonic(), datetime.now(UTC))
+            if isinstance(decision, Write):
+                await self.inflight.acquire()
+                entry = self.tracker.add(decision.session, decision.seq)
+                task = asyncio.create_task(self._write(decision, entry))
+                self.writes.add(task)
+                task.add_done_callback(self.writes.discard)
+            elif isinstance(decision, Duplicate):
+                self.metrics.frames_deduplicated.inc()
+                self.tracker.add(decision.session, decision.seq, done=True)
+                await self._flush_acks()
+            elif isinstance(decision, Reject):
+                await self._reject(decision.error)
+            elif isinstance(decision, Close):
+                await close(self.connection, decision.code, decision.reason, self.metrics)
+                return
+
+    async def _write(self, decision: Write, entry: list[Any]) -> None:
+        try:
+            messages = [Message(self.topics.client_events.name, r.key().encode(), encode(r)) for r in decision.records]
+            await self.publisher.send(messages)
+        except PublishError:
+            if not self.failed:
+                self.failed = True
+                await close(self.connection, 1013, "kafka-unavailable", self.metrics)
+            return
+        finally:
+            self.inflight.release()
+        self.recent.add((decision.session, decision.seq))
+        self.tracker.complete(entry)
+        await self._flush_acks()
+
+    async def _reject(self, error: ErrorFrame) -> None:
+        self.metrics.frames_rejected.labels(error.code).inc()
+        if error.session is not None and error.seq is not None:
+            self.tracker.add(error.session, error.seq, done=True)
+        await send(self.connection, error)
+        await self._flush_acks()
+
+    async def _flush_acks(self) -> None:
+        if self.failed:
+            return  # after a failed write nothing more is acknowledged on this connection
+        for session, seq, frames in self.tracker.ready():
+            self.metrics.frames_acknowledged.inc(frames)
+            await send(self.connection, AckFrame(session=session, seq=seq))
+
+    async def _drain(self, timeout: float = 10.0) -> None:
+        if self.writes:
+            await asyncio.wait(set(self.writes), timeout=timeout)
+
+    def shutdown(self) -> None:
+        if self.reader is not None:
+            self.reader.cancel()

@@ -1,0 +1,159 @@
+"""Writing to Kafka durably, behind a small protocol the gateway's handlers depend on.
+
+:class:`KafkaPublisher` is the only implementation used outside unit tests: an idempotent aiokafka
+producer with ``acks=all``, whose :meth:`send` returns only once the broker has the record. It keeps
+trying to connect when Kafka is down at start-up, and reports its health for ``/readyz`` and for
+the ingest handler, which stops acknowledging (and tells clients to retry) while it is unhealthy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+log = logging.getLogger(__name__)
+
+Headers = list[tuple[str, bytes]]
+
+
+class PublishError(Exception):
+    """Kafka did not confirm the write in time; the caller must not acknowledge it."""
+
+    code = "kafka-unavailable"
+    retriable = True
+
+
+@dataclass(frozen=True)
+class Message:
+    topic: str
+    key: bytes
+    value: bytes
+    headers: Headers | None = None
+
+
+class Publisher(Protocol):
+    @property
+    def healthy(self) -> bool: ...
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def send(self, messages: Sequence[Message]) -> None:
+        """Return once every message is durably in Kafka; raise :class:`PublishError` otherwise."""
+
+
+class KafkaPublisher:
+    """An idempotent ``acks=all`` producer; :meth:`send` waits for the broker's acknowledgement."""
+
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        *,
+        client_id: str = "persona-stream-gateway",
+        timeout: float = 4.0,
+        linger_ms: int = 2,
+        compression_type: str | None = None,
+        observe_latency: Callable[[float], None] | None = None,
+    ) -> None:
+        self._bootstrap = bootstrap_servers
+        self._client_id = client_id
+        self._timeout = timeout
+        self._linger_ms = linger_ms
+        self._compression = compression_type
+        self._producer: AIOKafkaProducer | None = None
+        self._healthy = False
+        self._tasks: list[asyncio.Task[None]] = []
+        self._observe = observe_latency
+        self._became_healthy = asyncio.Event()
+
+    @property
+    def healthy(self) -> bool:
+        return self._healthy and self._producer is not None
+
+    async def start(self) -> None:
+        """Start connecting in the background; never fails because Kafka is down."""
+        self._tasks.append(asyncio.create_task(self._connect_and_watch(), name="publisher-health"))
+
+    async def wait_healthy(self, timeout: float) -> bool:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._became_healthy.wait(), timeout)
+        return self.healthy
+
+    def _set_healthy(self, healthy: bool) -> None:
+        self._healthy = healthy
+        if healthy:
+            self._became_healthy.set()
+        else:
+            self._became_healthy.clear()
+
+    async def _connect_and_watch(self) -> None:
+        while self._producer is None:
+            producer = AIOKafkaProducer(
+                bootstrap_servers=self._bootstrap,
+                client_id=self._client_id,
+                acks="all",
+                enable_idempotence=True,
+                linger_ms=self._linger_ms,
+                compression_type=self._compression,
+                request_timeout_ms=int(self._timeout * 1000),
+            )
+            try:
+                await producer.start()
+            except KafkaError as exc:
+                log.warning("Kafka is not reachable yet (%s); retrying", exc)
+                with contextlib.suppress(Exception):
+                    await producer.stop()
+                await asyncio.sleep(1.0)
+                continue
+            self._producer = producer
+            self._set_healthy(True)
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                await asyncio.wait_for(self._producer.client.fetch_all_metadata(), self._timeout)
+            except (KafkaError, TimeoutError, OSError) as exc:
+                if self._healthy:
+                    log.warning("Kafka became unavailable: %r", exc)
+                self._set_healthy(False)
+            else:
+                if not self._healthy:
+                    log.info("Kafka is available again")
+                self._set_healthy(True)
+
+    async def send(self, messages: Sequence[Message]) -> None:
+        producer = self._producer
+        if producer is None or not self._healthy:
+            raise PublishError("Kafka is unavailable")
+        started = time.perf_counter()
+        try:
+            futures = [
+                await asyncio.wait_for(producer.send(m.topic, m.value, key=m.key, headers=m.headers), self._timeout)
+                for m in messages
+            ]
+            await asyncio.wait_for(asyncio.gather(*futures), self._timeout)
+        except (KafkaError, TimeoutError) as exc:
+            self._set_healthy(False)
+            raise PublishError(f"Kafka did not confirm the write: {exc!r}") from exc
+        if self._observe is not None:
+            self._observe(time.perf_counter() - started)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._producer is not None:
+            with contextlib.suppress(KafkaError):
+                await self._producer.flush()
+            await self._producer.stop()
+            self._producer = None
