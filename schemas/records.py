@@ -131,7 +131,7 @@ class StatusRecord(_Record):
 
     inquiry_id: InquiryId
     version: int = Field(ge=1, description="Increases by one with every trusted change of this inquiry.")
-    status: str
+    status: str | None = Field(description="None only while no inquiry event has arrived yet.")
     previous_status: str | None
     reference_id: str | None = None
     template_id: str | None = None

@@ -14,8 +14,6 @@ dominate the processing cost). Everything outside the core treats a view as read
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from schemas.records import Flags
@@ -64,13 +62,38 @@ class AuditEntry(_State):
     outcome: str = Field(description="applied | stale | duplicate | recorded (no part of the view follows it)")
 
 
+class SeqSet(_State):
+    """The sequence numbers of one session seen so far, compactly."""
+
+    contiguous: int = Field(default=-1, description="Every seq up to this one has been seen.")
+    above: list[int] = Field(default_factory=list, description="Seqs seen beyond the contiguous run, sorted.")
+
+    def __contains__(self, seq: int) -> bool:
+        return seq <= self.contiguous or seq in self.above
+
+    def add(self, seq: int, limit: int = 256) -> None:
+        if seq in self:
+            return
+        if seq == self.contiguous + 1:
+            self.contiguous = seq
+            while self.above and self.above[0] == self.contiguous + 1:
+                self.contiguous = self.above.pop(0)
+        else:
+            self.above.append(seq)
+            self.above.sort()
+            if len(self.above) > limit:
+                # a gap this long will not fill: count everything up to the oldest kept seq as seen
+                self.contiguous = self.above.pop(0)
+                while self.above and self.above[0] <= self.contiguous + 1:
+                    self.contiguous = max(self.contiguous, self.above.pop(0))
+
+
 class SessionInfo(_State):
     subject: str
     origin: str | None = None
     first_seen: AwareDatetime
     last_seen: AwareDatetime
-    contiguous_seq: int = Field(default=-1, description="Every seq up to this one has been seen.")
-    seen_above: list[int] = Field(default_factory=list, description="Seqs seen beyond the contiguous run.")
+    seqs: SeqSet = Field(default_factory=SeqSet)
 
 
 class TimelineEntry(_State):
@@ -85,6 +108,7 @@ class ClientPart(_State):
     """What the browser's callbacks claimed -- untrusted."""
 
     sessions: dict[str, SessionInfo] = Field(default_factory=dict)
+    template_id: str | None = Field(default=None, description="The template the ingest token named.")
     subjects: list[str] = Field(default_factory=list)
     timeline: list[TimelineEntry] = Field(default_factory=list, description="The latest callbacks, bounded.")
     steps: list[str] = Field(default_factory=list, description="Funnel steps reached, in first-reached order.")
@@ -109,4 +133,13 @@ class InquiryView(_State):
     )
     client: ClientPart = Field(default_factory=ClientPart)
     flags: Flags = Field(default_factory=Flags)
-    updated_at: datetime | None = None
+    trusted_completion_seen_at: AwareDatetime | None = Field(
+        default=None, description="When this pipeline first saw a trusted completion (its clock, for flags)."
+    )
+    trusted_completed_at: AwareDatetime | None = Field(
+        default=None, description="created-at of the event that first showed a trusted completion."
+    )
+    start_to_trusted_completion: float | None = Field(
+        default=None, description="Seconds from the client's start to the trusted completion, once both are known."
+    )
+    updated_at: AwareDatetime | None = None
