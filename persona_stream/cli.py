@@ -140,6 +140,18 @@ def _gateway(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _worker(args: argparse.Namespace, settings: Settings) -> int:
+    from processors.app import run_worker
+
+    async def prepare() -> None:
+        bootstrap = await ensure_kafka(settings)
+        await create_topics(bootstrap, TopicPlan.from_settings(settings).all())
+
+    asyncio.run(prepare())
+    run_worker(settings, loglevel=args.log_level)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="persona-stream",
@@ -167,6 +179,11 @@ def build_parser() -> argparse.ArgumentParser:
         "gateway", help="run the gateway: websocket ingest, webhook receiver, health and metrics"
     )
     gateway.set_defaults(handler=_gateway)
+
+    worker = commands.add_parser(
+        "worker", help="run a worker: correlate callbacks and webhooks, publish trusted status and analytics"
+    )
+    worker.set_defaults(handler=_worker)
 
     token = commands.add_parser("token", help="access tokens for the gateway")
     token_commands = token.add_subparsers(dest="action", required=True, metavar="action")

@@ -122,12 +122,43 @@ class Settings(BaseSettings):
         default=100_000, ge=0, description="Recently written frames and webhook ids the gateway remembers."
     )
 
+    # --- Worker ------------------------------------------------------------------------------
+    processing_guarantee: Literal["exactly_once", "at_least_once"] = Field(
+        default="exactly_once",
+        description="exactly_once: Kafka transactions (status consumers must read_committed); "
+        "at_least_once: faster, status records may repeat after a crash (deduplicate on version).",
+    )
+    store: Literal["memory", "rocksdb"] = Field(
+        default="memory", description="Where a worker keeps inquiry views: memory, or RocksDB (needs rocksdict)."
+    )
+    worker_host: str = Field(default="127.0.0.1", description="Interface of the worker's internal view endpoint.")
+    worker_port: int = Field(
+        default=6066, ge=1, le=65535, description="Port of the worker's internal view endpoint (/v1/views/{id})."
+    )
+    commit_interval_seconds: float = Field(
+        default=0.1, gt=0, description="How often a worker commits (ends its transactions): the latency floor."
+    )
+    tick_interval_seconds: float = Field(default=1.0, gt=0, description="How often timers run (flags, windows).")
+    awaiting_confirmation_seconds: float = Field(
+        default=120.0, gt=0, description="After onComplete, how long to wait for a trusted completion before flagging."
+    )
+    analytics_window_seconds: int = Field(default=60, ge=1, description="Length of an analytics window.")
+    analytics_grace_seconds: int = Field(
+        default=5, ge=0, description="How long after its end a window waits for late inputs before its final record."
+    )
+    view_cache_size: int = Field(default=100_000, ge=1, description="Decoded views a worker keeps in memory.")
+
     @field_validator("webhook_secrets", "allowed_origins", mode="before")
     @classmethod
     def _split_secrets(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @property
+    def processors_id(self) -> str:
+        """The workers' consumer group id, transactional id prefix and changelog topic prefix."""
+        return f"{self.topic_prefix}-processors"
 
     @property
     def uses_local_kafka(self) -> bool:
@@ -139,6 +170,3 @@ class Settings(BaseSettings):
         if self.kafka_bootstrap_servers is not None:
             return self.kafka_bootstrap_servers
         return f"127.0.0.1:{self.local_kafka_port}"
-
-
-ProcessingGuarantee = Literal["exactly_once", "at_least_once"]

@@ -11,13 +11,17 @@ topic                    key                         partitions  configuration
 <p>.analytics            template id                 1           delete, 30 days
 <p>.dead-letters         key of the failed record    1           delete, 30 days
 <p>.analytics-facts      template id (internal)      N           delete, 1 day
+<p>.processor-ticks      none (internal)             N           delete, 1 hour
 =======================  ==========================  ==========  ===============================
 
 ``client-events`` and ``webhooks`` have the same partition count and the same key, so they are
 co-partitioned: the two signals about one inquiry land on the same partition number and are joined
 by the worker that owns it. ``inquiry-status`` has the same count so a status record travels in
 the transaction of the partition that produced it. Analytics and dead letters are low-volume and
-read whole, so one partition keeps them totally ordered.
+read whole, so one partition keeps them totally ordered. The two internal topics carry the
+workers' own traffic: facts re-keyed by template for the analytics windows, and the ticks that
+drive timers inside each partition's transaction. Every topic with N partitions is consumed by the
+workers as one co-partitioned group.
 """
 
 from __future__ import annotations
@@ -56,6 +60,7 @@ class TopicPlan:
     analytics: TopicSpec
     dead_letters: TopicSpec
     analytics_facts: TopicSpec
+    processor_ticks: TopicSpec
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TopicPlan:
@@ -78,6 +83,14 @@ class TopicPlan:
             analytics=TopicSpec(f"{prefix}.analytics", "template id", 1, rf, delete(30)),
             dead_letters=TopicSpec(f"{prefix}.dead-letters", "key of the failed record", 1, rf, delete(30)),
             analytics_facts=TopicSpec(f"{prefix}.analytics-facts", "template id", n, rf, delete(1), internal=True),
+            processor_ticks=TopicSpec(
+                f"{prefix}.processor-ticks",
+                "none",
+                n,
+                rf,
+                {"cleanup.policy": "delete", "retention.ms": str(60 * 60 * 1000)},
+                internal=True,
+            ),
         )
 
     def all(self) -> list[TopicSpec]:
@@ -88,6 +101,7 @@ class TopicPlan:
             self.analytics,
             self.dead_letters,
             self.analytics_facts,
+            self.processor_ticks,
         ]
 
 

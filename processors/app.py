@@ -1,0 +1,177 @@
+"""The faust app of the workers, built by :func:`create_app` (never at import time).
+
+=========================  ==================================================================
+piece                      what it does
+=========================  ==================================================================
+agent ``correlate``        client-events + webhooks + ticks → :meth:`Pipeline.on_input`
+agent ``analytics``        analytics-facts + ticks, in batches → :meth:`Pipeline.on_analytics_batch`
+timer ``tick``             once a ``tick_interval_seconds``, a tick to each ticks partition this
+                           worker owns, so timers run inside that partition's transaction
+table ``inquiries``        inquiry id → :class:`~schemas.views.InquiryView` (memory or RocksDB)
+table ``sessions``         ``session:<id>`` → callbacks waiting for their inquiry
+table ``deadlines``        inquiry id → when its flags may change with time alone
+table ``analytics``        ``template|window`` → one analytics window
+page ``/v1/views/{id}``    one view as JSON, for the gateway; routed to the worker that owns the
+                           inquiry's partition; bearer token of scope ``firehose`` required
+=========================  ==================================================================
+
+Every table is changelog-backed: a restarted worker, or one taking over partitions, recovers it
+from ``<id>-<table>-changelog`` before processing. The input topics, the ticks and the facts all
+have the same partition count, so faust assigns partition *p* of each to the same worker; several
+workers form one consumer group and share the partitions. faust's own web endpoints that would
+expose tables, statistics and the cluster's topology are turned off.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from datetime import UTC, datetime
+from typing import Any
+
+import faust
+
+from gateway.tokens import TokenAuthority, TokenError
+from persona_stream.settings import Settings
+from persona_stream.topics import TopicPlan
+from processors import faust_fixes
+from processors.analytics import WindowConfig
+from processors.correlation import Config
+from processors.output import Output, OutputError
+from processors.pipeline import Pipeline, Tables
+from schemas.codec import encode
+from schemas.internal import Tick
+
+log = logging.getLogger(__name__)
+
+EXIT_KAFKA_WRITE_FAILED = 70
+
+
+def create_app(settings: Settings) -> tuple[faust.App, Pipeline]:
+    faust_fixes.apply()
+    plan = TopicPlan.from_settings(settings)
+    datadir = settings.cache_dir / "workers" / settings.processors_id
+    datadir.mkdir(parents=True, exist_ok=True)
+    exactly_once = settings.processing_guarantee == "exactly_once"
+    app = faust.App(
+        settings.processors_id,
+        broker=[f"kafka://{host.strip()}" for host in settings.bootstrap_servers().split(",")],
+        processing_guarantee=settings.processing_guarantee,
+        store="rocksdb://" if settings.store == "rocksdb" else "memory://",
+        datadir=str(datadir),
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication_factor,
+        key_serializer="raw",
+        value_serializer="raw",
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=1.0,
+        broker_commit_interval=settings.commit_interval_seconds,
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        web_enabled=True,
+        web_host=settings.worker_host,
+        web_bind=settings.worker_host,
+        web_port=settings.worker_port,
+        web_tables_enabled=False,
+        web_stats_enabled=False,
+        web_graph_enabled=False,
+        web_router_enabled=False,
+        web_metrics_enabled=False,
+        autodiscover=False,
+        recovery_consistency_check=False,  # meant for RocksDB files; transactional changelogs trip it
+        table_standby_replicas=0,  # faust's standby offsets can go negative after a failover and crash recovery
+    )
+
+    def table(name: str, store: str | None = None) -> Any:
+        return app.Table(name, partitions=settings.partitions, key_type=bytes, value_type=bytes, store=store)
+
+    tables = Tables(
+        inquiries=table("inquiries"),
+        sessions=table("sessions", "memory://"),
+        deadlines=table("deadlines", "memory://"),
+        windows=table("analytics", "memory://"),
+    )
+    pipeline = Pipeline(
+        topics=plan,
+        ticks_topic=plan.processor_ticks.name,
+        tables=tables,
+        output=Output(app, exactly_once),
+        config=Config(awaiting_confirmation_seconds=settings.awaiting_confirmation_seconds),
+        window_config=WindowConfig(
+            size_seconds=settings.analytics_window_seconds, grace_seconds=settings.analytics_grace_seconds
+        ),
+        cache_size=settings.view_cache_size,
+    )
+
+    raw: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
+    inputs = app.topic(plan.client_events.name, plan.webhooks.name, plan.processor_ticks.name, **raw)
+    facts = app.topic(plan.analytics_facts.name, plan.processor_ticks.name, **raw)
+
+    async def correlate(stream: Any) -> None:
+        async for event in stream.events():
+            try:
+                await pipeline.on_input(event)
+            except OutputError:
+                _stop_now()
+
+    async def aggregate(stream: Any) -> None:
+        async for batch in stream.take_events(1000, within=0.25):
+            try:
+                await pipeline.on_analytics_batch(batch)
+            except OutputError:
+                _stop_now()
+
+    async def tick() -> None:
+        value = encode(Tick(at=datetime.now(UTC)))
+        for tp in app.assignor.assigned_actives():
+            if tp.topic == plan.processor_ticks.name:
+                await app.producer.send(plan.processor_ticks.name, None, value, tp.partition, None, None)
+
+    async def deadlines_recovered() -> None:
+        pipeline.rebuild_deadlines()
+
+    async def windows_recovered() -> None:
+        pipeline.rebuild_windows()
+
+    async def partitions_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
+        pipeline.forget()
+
+    tokens = TokenAuthority(settings.token_secret.get_secret_value().encode()) if settings.token_secret else None
+
+    async def view(web: Any, request: Any, inquiry_id: str) -> Any:
+        if tokens is None:
+            return web.json({"code": "views-disabled", "message": "no token secret configured"}, status=503)
+        header = request.headers.get("Authorization", "")
+        try:
+            tokens.verify(header.removeprefix("Bearer ").strip() or None, ("firehose",))
+        except TokenError as exc:
+            return web.json({"code": exc.code, "message": str(exc)}, status=401)
+        found = pipeline.view_json(inquiry_id.encode())
+        if found is None:
+            return web.json({"code": "not-found", "message": "no such inquiry"}, status=404)
+        return web.bytes(found, content_type="application/json")
+
+    # registered by calls rather than decorators: faust is untyped, the functions above are not
+    app.agent(inputs, name="correlate")(correlate)
+    app.agent(facts, name="analytics")(aggregate)
+    app.timer(interval=settings.tick_interval_seconds, name="tick")(tick)
+    tables.deadlines.on_recover(deadlines_recovered)
+    tables.windows.on_recover(windows_recovered)
+    app.on_partitions_revoked.connect(partitions_revoked)
+    app.page("/v1/views/{inquiry_id}")(app.table_route(table=tables.inquiries, match_info="inquiry_id")(view))
+    return app, pipeline
+
+
+def _stop_now() -> None:
+    """Kafka refused a write: stop without committing anything, so that the open transaction is
+    aborted and the replacement worker resumes from the last commit (crash-only, like ``kill -9``)."""
+    log.critical("a write to Kafka failed; stopping so exactly-once recovery can take over")
+    logging.shutdown()
+    os._exit(EXIT_KAFKA_WRITE_FAILED)
+
+
+def run_worker(settings: Settings, loglevel: str = "warning") -> None:
+    """Run one worker until SIGINT or SIGTERM (blocking)."""
+    app, _ = create_app(settings)
+    worker = faust.Worker(app, loglevel=loglevel.upper(), quiet=True, redirect_stdouts=False)
+    worker.execute_from_commandline()

@@ -1,0 +1,36 @@
+"""Corrections to faust-streaming 0.15's exactly-once mode, applied by :func:`apply` (idempotent).
+
+Table recovery under ``processing_guarantee="exactly_once"`` asks the consumer for each changelog
+partition's *last stable offset* -- the end of committed data -- to know how far to read. faust
+takes it from ``AIOKafkaConsumer.last_stable_offset``, which is only the value seen in the last
+fetch response: ``None`` for a partition this consumer has not fetched yet, which is every
+partition a worker is newly given in a rebalance. faust turns ``None`` into "empty changelog",
+declares recovery complete at once, and the worker then processes with an empty table -- state is
+silently lost (the symptom reported upstream as robinhood/faust#658). The integration test that
+``kill -9``s a worker mid-stream finds it: an inquiry's versions restart at 1.
+
+The fix asks the broker: a ListOffsets request made with the consumer's ``read_committed``
+isolation level returns exactly the last stable offset, for any partition, assigned or not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+
+_APPLIED = "_persona_stream_fixed"
+
+
+async def _highwaters_from_the_broker(self: Any, partitions: Iterable[Any]) -> Mapping[Any, int]:
+    consumer = self._ensure_consumer()
+    offsets: Mapping[Any, int] = await consumer.end_offsets(list(partitions))
+    return offsets
+
+
+def apply() -> None:
+    if getattr(AIOKafkaConsumerThread, _APPLIED, False):
+        return
+    AIOKafkaConsumerThread._highwaters = _highwaters_from_the_broker
+    setattr(AIOKafkaConsumerThread, _APPLIED, True)
