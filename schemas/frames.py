@@ -30,7 +30,7 @@ PROTOCOL_VERSION = 1
 
 Token = Annotated[str, StringConstraints(min_length=1, max_length=4096)]
 RequestId = Annotated[str, StringConstraints(min_length=1, max_length=64)]
-Channel = Annotated[str, StringConstraints(pattern=r"^(inquiry:inq_[A-Za-z0-9_-]{1,100}|mine|all|analytics)$")]
+Channel = Annotated[str, StringConstraints(pattern=r"^(inquiry:inq_[A-Za-z0-9_-]{1,100}|mine|all)$")]
 
 
 class _Frame(BaseModel):
@@ -57,7 +57,7 @@ class CallbackFrame(_Frame):
 
 class SubscribeFrame(_Frame):
     """Follow a channel: ``inquiry:<id>``, ``mine`` (inquiries whose reference-id is the token's
-    subject), ``all`` (firehose scope) or ``analytics`` (analytics scope)."""
+    subject) or ``all`` (firehose scope). Analytics has its own endpoint, ``/v1/analytics``."""
 
     type: Literal["subscribe"] = "subscribe"
     id: RequestId
