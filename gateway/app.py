@@ -4,9 +4,13 @@
 port       path                        what
 =========  ==========================  ======================================================
 ws_port    /v1/client                  ingest of browser callbacks (``gateway.client_ws``)
+ws_port    /v1/subscribe               trusted status updates (``gateway.subscribe_ws``)
+ws_port    /v1/analytics               the analytics feed (``gateway.subscribe_ws``)
 http_port  POST /v1/webhooks/persona   signed webhooks (``gateway.webhook_receiver``)
+http_port  GET /v1/inquiries/{id}      one inquiry's view (``gateway.inquiries``)
+http_port  GET /dashboard              the live analytics dashboard (static page)
 http_port  GET /healthz                the process is up
-http_port  GET /readyz                 503 while Kafka is unavailable
+http_port  GET /readyz                 503 until Kafka is reachable and the status feed caught up
 http_port  GET /metrics                Prometheus text format
 =========  ==========================  ======================================================
 
@@ -26,16 +30,22 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from http import HTTPStatus
+from pathlib import Path
 
 from aiohttp import web
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
 
 from gateway.client_ws import IngestHandler
+from gateway.feeds import TopicFeed
 from gateway.ingest import IngestLimits, Recent
+from gateway.inquiries import InquiryReader
 from gateway.metrics import GatewayMetrics
 from gateway.publisher import Publisher
+from gateway.statuses import StatusCache
+from gateway.subscribe_ws import AnalyticsHub, StatusHub, SubscribeHandler, serve_analytics
 from gateway.tokens import TokenAuthority
 from gateway.webhook_receiver import PATH as WEBHOOK_PATH
 from gateway.webhook_receiver import WebhookReceiver
@@ -45,6 +55,7 @@ from persona_stream.topics import TopicPlan
 log = logging.getLogger(__name__)
 
 WsRoute = Callable[[ServerConnection], Awaitable[None]]
+DASHBOARD = Path(__file__).with_name("static") / "dashboard.html"
 
 
 @dataclass
@@ -75,8 +86,25 @@ class Gateway:
             metrics=self.metrics,
             recent=Recent(s.dedupe_cache_size),
         )
-        self.ws_routes: dict[str, WsRoute] = {"/v1/client": self._ingest}
+        self.statuses = StatusCache(capacity=s.status_cache_size, history=s.status_history)
+        self.status_hub = StatusHub(self.statuses)
+        self.analytics_hub = AnalyticsHub(timedelta(hours=s.analytics_retention_hours))
+        bootstrap = s.bootstrap_servers()
+        self.status_feed = TopicFeed(bootstrap, self.topics.inquiry_status.name, self.status_hub.on_record)
+        self.analytics_feed = TopicFeed(
+            bootstrap,
+            self.topics.analytics.name,
+            self.analytics_hub.on_record,
+            since_seconds=s.analytics_retention_hours * 3600,
+        )
+        self.reader = InquiryReader(s.worker_url, self.tokens)
+        self.ws_routes: dict[str, WsRoute] = {
+            "/v1/client": self._ingest,
+            "/v1/subscribe": self._subscribe,
+            "/v1/analytics": self._analytics,
+        }
         self.ingest_handlers: set[IngestHandler] = set()
+        self.followers: set[ServerConnection] = set()
         self.stopping = False
         self._ws_server: Server | None = None
         self._http_runner: web.AppRunner | None = None
@@ -88,6 +116,8 @@ class Gateway:
     async def start(self) -> None:
         s = self.settings
         await self.publisher.start()
+        await self.status_feed.start()
+        await self.analytics_feed.start()
         self._ws_server = await serve(
             self._dispatch,
             s.host,
@@ -113,11 +143,24 @@ class Gateway:
         if "*" in s.allowed_origins:
             log.warning("allowed_origins is '*': any web page may open a websocket (set it in production)")
 
+    @property
+    def ready(self) -> bool:
+        """Kafka reachable and the status feed caught up: safe to serve snapshots."""
+        return self.publisher.healthy and self.status_feed.caught_up.is_set() and not self.stopping
+
+    async def wait_ready(self, timeout: float) -> bool:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not self.ready and asyncio.get_running_loop().time() < deadline:  # noqa: ASYNC110 - two sources
+            await asyncio.sleep(0.05)
+        return self.ready
+
     async def stop(self, grace: float = 10.0) -> None:
         """Graceful shutdown: in-flight frames are flushed and acknowledged before connections close."""
         self.stopping = True
         for handler in list(self.ingest_handlers):
             handler.shutdown()
+        for connection in list(self.followers):
+            asyncio.get_running_loop().create_task(connection.close(1001, "shutdown"))
         if self._ws_server is not None:
             self._ws_server.close(close_connections=False)
             with contextlib.suppress(TimeoutError):
@@ -125,6 +168,9 @@ class Gateway:
             self._ws_server.close(close_connections=True)
         if self._http_runner is not None:
             await self._http_runner.cleanup()
+        await self.status_feed.stop()
+        await self.analytics_feed.stop()
+        await self.reader.close()
         await self.publisher.stop()
 
     # --- websockets --------------------------------------------------------------------------
@@ -182,10 +228,45 @@ class Gateway:
         finally:
             self.ingest_handlers.discard(handler)
 
+    async def _subscribe(self, connection: ServerConnection) -> None:
+        s = self.settings
+        handler = SubscribeHandler(
+            connection,
+            hub=self.status_hub,
+            tokens=self.tokens,
+            metrics=self.metrics,
+            auth_timeout=s.auth_timeout_seconds,
+            queue_size=s.subscriber_queue_size,
+            max_subscriptions=s.max_subscriptions_per_connection,
+            max_errors=s.max_errors_per_connection,
+        )
+        self.followers.add(connection)
+        try:
+            await handler.run()
+        finally:
+            self.followers.discard(connection)
+
+    async def _analytics(self, connection: ServerConnection) -> None:
+        s = self.settings
+        self.followers.add(connection)
+        try:
+            await serve_analytics(
+                connection,
+                hub=self.analytics_hub,
+                tokens=self.tokens,
+                metrics=self.metrics,
+                auth_timeout=s.auth_timeout_seconds,
+                queue_size=s.subscriber_queue_size,
+            )
+        finally:
+            self.followers.discard(connection)
+
     # --- HTTP --------------------------------------------------------------------------------
 
     def add_http_routes(self, app: web.Application) -> None:
         app.router.add_post(WEBHOOK_PATH, self.receiver.handle)
+        app.router.add_get("/v1/inquiries/{inquiry_id}", self.reader.handle)
+        app.router.add_get("/dashboard", self._dashboard)
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
         app.router.add_get("/metrics", self._metrics)
@@ -194,10 +275,27 @@ class Gateway:
         return web.json_response({"status": "ok"})
 
     async def _readyz(self, request: web.Request) -> web.Response:
-        ready = self.publisher.healthy and not self.stopping
+        caught_up = self.status_feed.caught_up.is_set()
         return web.json_response(
-            {"status": "ready" if ready else "unavailable", "kafka": self.publisher.healthy},
-            status=200 if ready else 503,
+            {
+                "status": "ready" if self.ready else "unavailable",
+                "kafka": self.publisher.healthy,
+                "statuses": caught_up,
+            },
+            status=200 if self.ready else 503,
+        )
+
+    async def _dashboard(self, request: web.Request) -> web.Response:
+        host = request.url.host or self.settings.host
+        page = DASHBOARD.read_text().replace("__ANALYTICS_URL__", f"ws://{host}:{self.ws_port}/v1/analytics")
+        return web.Response(
+            text=page,
+            content_type="text/html",
+            headers={
+                "Content-Security-Policy": "default-src 'self'; connect-src 'self' ws: wss:; "
+                "style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:",
+                "Cache-Control": "no-store",
+            },
         )
 
     async def _metrics(self, request: web.Request) -> web.Response:

@@ -122,6 +122,26 @@ class Settings(BaseSettings):
         default=100_000, ge=0, description="Recently written frames and webhook ids the gateway remembers."
     )
 
+    worker_url: str = Field(
+        default="http://127.0.0.1:6066",
+        description="Where the gateway asks for inquiry views: any worker (it routes to the owner).",
+    )
+    status_cache_size: int = Field(
+        default=1_000_000, ge=1, description="Inquiries whose latest trusted status a gateway keeps in memory."
+    )
+    status_history: int = Field(
+        default=8, ge=1, description="Recent status records kept per inquiry, to resume subscribers without a snapshot."
+    )
+    subscriber_queue_size: int = Field(
+        default=1000, ge=1, description="Frames waiting for one subscriber; beyond, it is closed (1013 slow-consumer)."
+    )
+    max_subscriptions_per_connection: int = Field(
+        default=100, ge=1, description="Subscriptions one /v1/subscribe connection may hold (close 1008)."
+    )
+    analytics_retention_hours: float = Field(
+        default=24.0, gt=0, description="How far back a gateway reads analytics for /v1/analytics and the dashboard."
+    )
+
     # --- Worker ------------------------------------------------------------------------------
     processing_guarantee: Literal["exactly_once", "at_least_once"] = Field(
         default="exactly_once",
@@ -132,6 +152,10 @@ class Settings(BaseSettings):
         default="memory", description="Where a worker keeps inquiry views: memory, or RocksDB (needs rocksdict)."
     )
     worker_host: str = Field(default="127.0.0.1", description="Interface of the worker's internal view endpoint.")
+    worker_advertised_host: str | None = Field(
+        default=None,
+        description="Host name other workers use to reach this one (request routing); default: worker_host.",
+    )
     worker_port: int = Field(
         default=6066, ge=1, le=65535, description="Port of the worker's internal view endpoint (/v1/views/{id})."
     )

@@ -39,7 +39,7 @@ async def started_gateway(settings: Settings) -> Gateway:
     await create_topics(settings.bootstrap_servers(), TopicPlan.from_settings(settings).all())
     gateway = create_gateway(settings)
     await gateway.start()
-    assert await gateway.publisher.wait_healthy(20)  # type: ignore[attr-defined]
+    assert await gateway.wait_ready(30)
     return gateway
 
 
