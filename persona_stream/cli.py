@@ -83,16 +83,28 @@ def _topics_create(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _schemas_export(args: argparse.Namespace, settings: Settings) -> int:
+    from persona_stream import asyncapi, settings_doc
     from schemas.export import export, stale_files
 
     directory = Path(args.directory)
+    asyncapi_path = directory.parent / "asyncapi.yaml"
+    readme = Path(args.readme)
+    defaults = Settings.model_construct()  # the documents describe the defaults, not this shell's environment
     if args.check:
-        stale = stale_files(directory)
+        stale = [str(directory / name) for name in stale_files(directory)]
+        if not asyncapi_path.exists() or asyncapi_path.read_text() != asyncapi.render(defaults):
+            stale.append(str(asyncapi_path))
+        if not settings_doc.readme_is_current(readme):
+            stale.append(f"{readme} (configuration table)")
         for name in stale:
-            print(f"stale: {directory / name}")
+            print(f"stale: {name}")
         return 3 if stale else 0
     for path in export(directory):
         print(f"wrote {path}")
+    asyncapi.write(asyncapi_path, defaults)
+    print(f"wrote {asyncapi_path}")
+    if settings_doc.update_readme(readme):
+        print(f"updated the configuration table of {readme}")
     return 0
 
 
@@ -152,6 +164,42 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _simulate(args: argparse.Namespace, settings: Settings) -> int:
+    from gateway.tokens import TokenAuthority
+    from persona_stream.simulator import SimulationConfig, Simulator
+
+    if settings.token_secret is None or not settings.webhook_secrets:
+        print(
+            "persona-stream: simulate needs PERSONA_STREAM_TOKEN_SECRET and PERSONA_STREAM_WEBHOOK_SECRETS "
+            "(the same as the gateway's)",
+            file=sys.stderr,
+        )
+        return 2
+    config = SimulationConfig(
+        ws_url=args.ws_url or f"ws://{settings.host}:{settings.ws_port}",
+        http_url=args.http_url or f"http://{settings.host}:{settings.http_port}",
+        tokens=TokenAuthority(settings.token_secret.get_secret_value().encode()),
+        webhook_secret=settings.webhook_secrets[0].get_secret_value().encode(),
+        inquiries=args.inquiries,
+        rate=args.rate,
+        chaos=args.chaos,
+        seed=args.seed,
+        timeout=args.timeout,
+        forever=args.forever,
+        progress=None if args.quiet else sys.stderr,
+    )
+    report = asyncio.run(Simulator(config).run())
+    if not args.forever:
+        print(report.summary())
+    return 0 if report.ok or args.forever else 1
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> int:
+    from persona_stream.runner import Runner
+
+    return Runner(settings, demo=args.demo, log_level=args.log_level).run()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="persona-stream",
@@ -160,6 +208,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
     commands = parser.add_subparsers(dest="command", required=True, metavar="command")
+
+    run = commands.add_parser(
+        "run", help="the whole pipeline on one machine: local Kafka, topics, gateway and worker; Ctrl-C stops all"
+    )
+    run.add_argument("--demo", action="store_true", help="also run the simulator, so the dashboard moves")
+    run.set_defaults(handler=_run)
 
     kafka = commands.add_parser("kafka", help="run the embedded single-node Apache Kafka (KRaft)")
     kafka_commands = kafka.add_subparsers(dest="action", required=True, metavar="action")
@@ -185,6 +239,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     worker.set_defaults(handler=_worker)
 
+    simulate = commands.add_parser(
+        "simulate", help="drive realistic traffic through the gateway and check every inquiry's final status"
+    )
+    simulate.add_argument("--inquiries", type=int, default=100, help="inquiries to simulate (default 100)")
+    simulate.add_argument("--rate", type=float, default=20.0, help="inquiries started per second (default 20)")
+    simulate.add_argument(
+        "--chaos", action="store_true", help="reorder, repeat and delay webhooks; drop browser connections"
+    )
+    simulate.add_argument("--seed", type=int, default=1, help="seed of the flows and the chaos (default 1)")
+    simulate.add_argument(
+        "--timeout", type=float, default=120.0, help="seconds to wait for final statuses at the end (default 120)"
+    )
+    simulate.add_argument("--forever", action="store_true", help="keep going until interrupted (no final check)")
+    simulate.add_argument("--quiet", action="store_true", help="no progress bar")
+    simulate.add_argument("--ws-url", help="gateway websocket base URL (default from the settings)")
+    simulate.add_argument("--http-url", help="gateway HTTP base URL (default from the settings)")
+    simulate.set_defaults(handler=_simulate)
+
     token = commands.add_parser("token", help="access tokens for the gateway")
     token_commands = token.add_subparsers(dest="action", required=True, metavar="action")
     mint = token_commands.add_parser("mint", help="mint a token (for development; backends mint their own)")
@@ -197,8 +269,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     schemas = commands.add_parser("schemas", help="JSON Schema of every public model")
     schemas_commands = schemas.add_subparsers(dest="action", required=True, metavar="action")
-    export = schemas_commands.add_parser("export", help="write docs/schemas/*.schema.json")
-    export.add_argument("--directory", default="docs/schemas", help="where to write (default docs/schemas)")
+    export = schemas_commands.add_parser(
+        "export",
+        help="write the generated documents: docs/schemas/*.schema.json, docs/asyncapi.yaml, README's settings table",
+    )
+    export.add_argument("--directory", default="docs/schemas", help="where to write schemas (default docs/schemas)")
+    export.add_argument("--readme", default="README.md", help="the README whose configuration table to update")
     export.add_argument("--check", action="store_true", help="write nothing; exit 3 if a file is stale")
     export.set_defaults(handler=_schemas_export)
     return parser

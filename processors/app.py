@@ -69,7 +69,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Pipeline]:
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
         web_enabled=True,
-        web_host=settings.worker_host,
+        web_host=settings.worker_advertised_host or settings.worker_host,
         web_bind=settings.worker_host,
         web_port=settings.worker_port,
         web_tables_enabled=False,
@@ -174,4 +174,7 @@ def run_worker(settings: Settings, loglevel: str = "warning") -> None:
     """Run one worker until SIGINT or SIGTERM (blocking)."""
     app, _ = create_app(settings)
     worker = faust.Worker(app, loglevel=loglevel.upper(), quiet=True, redirect_stdouts=False)
+    worker.spinner = None  # a terminal spinner has no place in a service's output
+    # mode warns whenever a commit takes longer than the commit interval; at 0.1 s that is routine
+    logging.getLogger("mode.timers").setLevel(logging.ERROR)
     worker.execute_from_commandline()

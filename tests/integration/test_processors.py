@@ -111,9 +111,12 @@ async def prepared(kafka_bootstrap: str, unique: str) -> TopicPlan:
     return plan
 
 
-@pytest.mark.parametrize("guarantee", ["exactly_once", "at_least_once"])
+@pytest.mark.parametrize(
+    ("guarantee", "store"),
+    [("exactly_once", "memory"), ("at_least_once", "memory"), ("exactly_once", "rocksdb")],
+)
 async def test_inputs_produce_exactly_the_expected_status_records(
-    kafka_bootstrap: str, unique: str, tmp_path: Path, workers: list[Worker], guarantee: str
+    kafka_bootstrap: str, unique: str, tmp_path: Path, workers: list[Worker], guarantee: str, store: str
 ) -> None:
     plan = await prepared(kafka_bootstrap, unique)
     rng = random.Random(7)
@@ -121,7 +124,8 @@ async def test_inputs_produce_exactly_the_expected_status_records(
     deliveries = {f"inq_exact{i:04d}": webhooks_for(f"inq_exact{i:04d}", rng, base) for i in range(20)}
     items = [(inq.encode(), raw) for inq, bodies in deliveries.items() for raw in bodies]
     await produce_all(kafka_bootstrap, plan.webhooks.name, items)
-    workers.append(Worker(worker_env(kafka_bootstrap, unique, PROCESSING_GUARANTEE=guarantee), tmp_path).start())
+    env = worker_env(kafka_bootstrap, unique, PROCESSING_GUARANTEE=guarantee, STORE=store, CACHE_DIR=tmp_path)
+    workers.append(Worker(env, tmp_path).start())
 
     expected = expected_status(deliveries)
     total = sum(len(v) for v in expected.values())
@@ -326,3 +330,35 @@ async def test_a_poison_message_goes_to_the_dead_letters_and_the_partition_keeps
     ]
     assert {letter.key for letter in letters} == {inquiry}
     assert all(letter.offset >= 0 for letter in letters)
+
+
+async def test_the_timer_raises_awaiting_confirmation_without_another_event(
+    kafka_bootstrap: str, unique: str, tmp_path: Path, workers: list[Worker]
+) -> None:
+    from tests.kafkautil import wait_for
+
+    plan = await prepared(kafka_bootstrap, unique)
+    inquiry = "inq_awaiting01"
+    now = datetime.now(UTC)
+    complete = {"kind": "onComplete", "inquiryId": inquiry, "status": "completed"}
+    await produce_all(
+        kafka_bootstrap,
+        plan.client_events.name,
+        [(inquiry.encode(), callback_record(0, complete, now, inquiry=inquiry))],
+    )
+    worker = Worker(worker_env(kafka_bootstrap, unique, AWAITING_CONFIRMATION_SECONDS=3), tmp_path).start()
+    workers.append(worker)
+
+    async def seen() -> bool:
+        try:
+            return (await fetch_view(worker.port, inquiry)).client.claimed_status == "completed"
+        except AssertionError:
+            return False
+
+    await wait_for(seen, timeout=60)
+    assert not (await fetch_view(worker.port, inquiry)).flags.awaiting_confirmation
+
+    async def raised() -> bool:
+        return (await fetch_view(worker.port, inquiry)).flags.awaiting_confirmation
+
+    await wait_for(raised, timeout=20)  # no input arrived meanwhile: a timer raised it

@@ -53,7 +53,11 @@ class Worker:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        self.wait_serving()
+        try:
+            self.wait_serving()
+        except BaseException:
+            self.kill9()
+            raise
         return self
 
     def wait_serving(self, timeout: float = 60.0) -> None:

@@ -1,0 +1,78 @@
+"""`persona-stream run --demo` from scratch: its own Kafka, data on the dashboard, Ctrl-C cleans up."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from persona_stream.localkafka import LocalKafka
+from tests.conftest import DEFAULTS
+from tests.integration.workers import free_port
+from tests.nodejs import run_node
+
+pytestmark = pytest.mark.integration
+
+
+def test_run_demo_shows_data_on_the_dashboard_and_ctrl_c_leaves_nothing_behind(tmp_path: Path) -> None:
+    jars = LocalKafka.in_cache(DEFAULTS.cache_dir, 0, 0).jars
+    (tmp_path / "jars").mkdir()
+    (tmp_path / "jars" / jars.name).symlink_to(jars)
+    env = {name: value for name, value in os.environ.items() if not name.startswith("PERSONA_STREAM_")}
+    env.update(
+        {
+            "PERSONA_STREAM_CACHE_DIR": str(tmp_path),
+            "PERSONA_STREAM_LOCAL_KAFKA_PORT": str(free_port()),
+            "PERSONA_STREAM_LOCAL_KAFKA_CONTROLLER_PORT": str(free_port()),
+            "PERSONA_STREAM_WS_PORT": str(free_port()),
+            "PERSONA_STREAM_HTTP_PORT": str(free_port()),
+            "PERSONA_STREAM_WORKER_PORT": (worker_port := str(free_port())),
+            "PERSONA_STREAM_WORKER_URL": f"http://127.0.0.1:{worker_port}",
+            "PERSONA_STREAM_PARTITIONS": "3",
+        }
+    )
+    log = (tmp_path / "run.log").open("w")
+    started = time.monotonic()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "persona_stream.cli", "run", "--demo"], env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+    family: set[int] = set()
+    try:
+        dashboard = None
+        while dashboard is None and time.monotonic() - started < 120:
+            assert process.poll() is None, (tmp_path / "run.log").read_text()
+            match = re.search(r"dashboard\s+(\S+#token=\S+)", (tmp_path / "run.log").read_text())
+            dashboard = match.group(1) if match else None
+            time.sleep(0.3)
+        assert dashboard, (tmp_path / "run.log").read_text()
+        family = {child.pid for child in psutil.Process(process.pid).children(recursive=True)}
+        state = json.loads((tmp_path / "broker" / "state.json").read_text())
+        family.add(state["pid"])  # the Kafka that `run` started
+
+        code, output = run_node(
+            "dashboard.mjs", "--url", dashboard, "--expect", '{"funnel.loaded": 1}',
+            "--screenshot", str(tmp_path / "demo.png"), "--timeout", "60",
+        )  # fmt: skip
+        assert code == 0, output
+        assert time.monotonic() - started < 120
+    finally:
+        process.send_signal(signal.SIGINT)  # Ctrl-C
+        try:
+            code = process.wait(timeout=90)
+        finally:
+            if process.poll() is None:
+                process.kill()
+            log.close()
+    assert code == 0, (tmp_path / "run.log").read_text()
+    leftovers = [
+        pid for pid in family if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    ]
+    assert leftovers == [], (tmp_path / "run.log").read_text()
