@@ -38,3 +38,11 @@ def test_invalid_values_are_refused(monkeypatch: pytest.MonkeyPatch, name: str, 
     monkeypatch.setenv(f"PERSONA_STREAM_{name}", value)
     with pytest.raises(ValidationError):
         Settings()
+
+
+def test_the_readme_configuration_table_is_current() -> None:
+    from pathlib import Path
+
+    from persona_stream.settings_doc import readme_is_current
+
+    assert readme_is_current(Path(__file__).resolve().parents[2] / "README.md"), "run: persona-stream schemas export"

@@ -1,0 +1,193 @@
+"""``docs/asyncapi.yaml``: every Kafka topic and websocket channel, generated from the code.
+
+The topic names, keys and partitioning come from :class:`~persona_stream.topics.TopicPlan`; every
+message payload is the JSON Schema of the pydantic model that crosses that wire. The document is
+AsyncAPI 3.0, written from persona-stream's side: it *sends* what it writes and *receives* what it
+reads. A test regenerates it and fails when the committed file is stale; CI validates it with the
+AsyncAPI parser (``tests/browser/validate-asyncapi.mjs``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import TypeAdapter
+
+from persona_stream.settings import Settings
+from persona_stream.topics import TopicPlan, TopicSpec
+from schemas import callbacks, frames, records, webhooks
+
+REF = "#/components/schemas/{model}"
+
+
+class _Components:
+    def __init__(self) -> None:
+        self.schemas: dict[str, Any] = {}
+        self.messages: dict[str, Any] = {}
+
+    def message(self, name: str, target: Any, summary: str, mode: str = "serialization") -> dict[str, str]:
+        schema = _asyncapi_schema(TypeAdapter(target).json_schema(by_alias=True, mode=mode, ref_template=REF))  # type: ignore[arg-type]
+        self.schemas.update(schema.pop("$defs", {}))
+        self.messages[name] = {"name": name, "summary": summary, "contentType": "application/json", "payload": schema}
+        return {"$ref": f"#/components/messages/{name}"}
+
+
+def _asyncapi_schema(node: Any) -> Any:
+    """pydantic writes OpenAPI's discriminator object; an AsyncAPI schema takes the property name."""
+    if isinstance(node, dict):
+        return {
+            key: value["propertyName"]
+            if key == "discriminator" and isinstance(value, dict)
+            else _asyncapi_schema(value)
+            for key, value in node.items()
+        }
+    if isinstance(node, list):
+        return [_asyncapi_schema(item) for item in node]
+    return node
+
+
+def _kafka(spec: TopicSpec, description: str, message: dict[str, str], name: str) -> dict[str, Any]:
+    return {
+        "address": spec.name,
+        "description": f"{description} Key: {spec.key}. Partitions: {spec.partitions}.",
+        "servers": [{"$ref": "#/servers/kafka"}],
+        "messages": {name: message},
+        "bindings": {
+            "kafka": {
+                "topic": spec.name,
+                "partitions": spec.partitions,
+                "replicas": spec.replication_factor,
+                "topicConfiguration": {
+                    "cleanup.policy": [spec.config.get("cleanup.policy", "delete")],
+                    **({"retention.ms": int(spec.config["retention.ms"])} if "retention.ms" in spec.config else {}),
+                },
+                "bindingVersion": "0.5.0",
+            }
+        },
+    }
+
+
+def document(settings: Settings) -> dict[str, Any]:
+    plan = TopicPlan.from_settings(settings)
+    c = _Components()
+    client_event = c.message(
+        "ClientEvent", records.ClientEvent, "A browser callback stamped by the gateway, or a session link."
+    )
+    webhook = c.message(
+        "WebhookEvent",
+        webhooks.WebhookEvent,
+        "A Persona webhook body, byte for byte as Persona signed it.",
+        "validation",
+    )
+    status = c.message("StatusRecord", records.StatusRecord, "One trusted change of one inquiry.")
+    analytics = c.message("AnalyticsRecord", records.AnalyticsRecord, "Funnel counts of one template over one window.")
+    dead = c.message("DeadLetter", records.DeadLetter, "A record that could not be processed, and why.")
+    client_frame = c.message("ClientFrame", frames.ClientFrame, "A frame a client sends.", "validation")
+    server_frame = c.message("ServerFrame", frames.ServerFrame, "A frame the gateway sends.")
+    c.message("Callback", callbacks.Callback, "One SDK callback (inside a callback frame).", "validation")
+
+    channels = {
+        "clientEvents": _kafka(
+            plan.client_events, "Client callbacks, as the gateway wrote them.", client_event, "ClientEvent"
+        ),
+        "webhooks": _kafka(
+            plan.webhooks, "Verified Persona webhooks; delivery headers kept as Kafka headers.", webhook, "WebhookEvent"
+        ),
+        "inquiryStatus": _kafka(
+            plan.inquiry_status,
+            "Trusted status changes; read it with isolation.level=read_committed.",
+            status,
+            "StatusRecord",
+        ),
+        "analytics": _kafka(
+            plan.analytics,
+            "The analytics feed: partial records while a window is open, then a final one.",
+            analytics,
+            "AnalyticsRecord",
+        ),
+        "deadLetters": _kafka(plan.dead_letters, "What could not be processed, with the reason.", dead, "DeadLetter"),
+        "ingest": {
+            "address": "/v1/client",
+            "description": "Browser callbacks in, acknowledgements out (scope ingest). See docs/protocol.md.",
+            "servers": [{"$ref": "#/servers/gateway-ws"}],
+            "messages": {"ClientFrame": client_frame, "ServerFrame": server_frame},
+        },
+        "subscribe": {
+            "address": "/v1/subscribe",
+            "description": "Trusted status updates (scopes subscribe, firehose): snapshot, then live, resumable.",
+            "servers": [{"$ref": "#/servers/gateway-ws"}],
+            "messages": {"ClientFrame": client_frame, "ServerFrame": server_frame},
+        },
+        "analyticsStream": {
+            "address": "/v1/analytics",
+            "description": "The analytics feed over a websocket (scope analytics).",
+            "servers": [{"$ref": "#/servers/gateway-ws"}],
+            "messages": {"ClientFrame": client_frame, "ServerFrame": server_frame},
+        },
+    }
+
+    def op(action: str, channel: str, messages: list[str], summary: str) -> dict[str, Any]:
+        return {
+            "action": action,
+            "summary": summary,
+            "channel": {"$ref": f"#/channels/{channel}"},
+            "messages": [{"$ref": f"#/channels/{channel}/messages/{m}"} for m in messages],
+        }
+
+    operations = {
+        "writeClientEvents": op("send", "clientEvents", ["ClientEvent"], "The gateway writes each accepted callback."),
+        "writeWebhooks": op("send", "webhooks", ["WebhookEvent"], "The gateway writes each verified webhook."),
+        "publishStatus": op(
+            "send", "inquiryStatus", ["StatusRecord"], "Workers publish each trusted change, once, in order."
+        ),
+        "publishAnalytics": op("send", "analytics", ["AnalyticsRecord"], "Workers publish analytics windows."),
+        "writeDeadLetters": op(
+            "send", "deadLetters", ["DeadLetter"], "Gateway and workers set aside what they cannot process."
+        ),
+        "receiveCallbacks": op("receive", "ingest", ["ClientFrame"], "Browsers send auth and callback frames."),
+        "answerCallbacks": op("send", "ingest", ["ServerFrame"], "The gateway answers ready, ack and error frames."),
+        "receiveSubscriptions": op(
+            "receive", "subscribe", ["ClientFrame"], "Clients send auth, subscribe, unsubscribe."
+        ),
+        "sendStatusUpdates": op(
+            "send", "subscribe", ["ServerFrame"], "The gateway sends subscribed and update frames."
+        ),
+        "receiveAnalyticsAuth": op("receive", "analyticsStream", ["ClientFrame"], "Dashboards send their auth frame."),
+        "sendAnalytics": op("send", "analyticsStream", ["ServerFrame"], "The gateway streams analytics records."),
+    }
+    return {
+        "asyncapi": "3.0.0",
+        "info": {
+            "title": "persona-stream",
+            "version": "1.0.0",
+            "description": "Persona's client callbacks and signed webhooks joined, per inquiry, into one trusted "
+            "status. Generated from the code by `persona-stream schemas export`; the prose is docs/protocol.md.",
+        },
+        "servers": {
+            "kafka": {"host": settings.bootstrap_servers(), "protocol": "kafka", "description": "The Kafka cluster."},
+            "gateway-ws": {
+                "host": f"{settings.host}:{settings.ws_port}",
+                "protocol": "ws",
+                "description": "The gateway's websocket port.",
+            },
+        },
+        "channels": channels,
+        "operations": operations,
+        "components": {"schemas": dict(sorted(c.schemas.items())), "messages": c.messages},
+    }
+
+
+def render(settings: Settings) -> str:
+    header = "# Generated by `persona-stream schemas export` from the code: do not edit by hand.\n"
+    return header + yaml.safe_dump(document(settings), sort_keys=False, width=100, allow_unicode=True)
+
+
+def write(path: Path, settings: Settings) -> bool:
+    """Write the document; True if the file changed."""
+    text = render(settings)
+    if path.exists() and path.read_text() == text:
+        return False
+    path.write_text(text)
+    return True
