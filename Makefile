@@ -1,10 +1,11 @@
-# Set up and run persona-stream on a fresh machine (Python 3.11+, Java 17+, Maven; see README.md).
+# Set up and run persona-stream on a fresh machine (see README.md).
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+NODE_TOOLS := tests/browser/node_modules/.installed
 
-.PHONY: setup run test lint
+.PHONY: setup run test lint chromium
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -14,17 +15,26 @@ $(STAMP): pyproject.toml constraints.txt
 
 setup: $(STAMP)
 
-## The main job: the whole pipeline on an embedded local Kafka.
+## The main job: the whole pipeline on an embedded local Kafka, with the simulator's demo traffic.
 run: setup
-	$(BIN)/persona-stream kafka start
-	$(BIN)/persona-stream topics create
+	$(BIN)/persona-stream run --demo
 
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy .
+	$(BIN)/persona-stream schemas export --check
+
+$(NODE_TOOLS): tests/browser/package-lock.json
+	npm ci --prefix tests/browser --no-audit --no-fund --loglevel=error
+	touch $@
+
+## Chromium from the distribution, for the browser tests (never a downloaded browser).
+chromium:
+	@test -x /usr/bin/chromium || { \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; }
 
 ## Lint, type-check, then every test against a real broker the tests start themselves.
-test: lint
-	$(BIN)/persona-stream schemas export --check
+test: lint $(NODE_TOOLS) chromium
 	$(BIN)/pytest
