@@ -5,6 +5,7 @@ written to Kafka in a task of its own (at most ``max_inflight_frames`` at once; 
 pauses and TCP pushes back on the client) and acknowledged, cumulatively, once Kafka has it.
 
 Closing codes: 1008 with ``auth-timeout``, ``auth-required``, ``token-*`` or ``too-many-errors``;
+1013 ``rate-limited`` over the rate limit (the frame is resent after reconnecting);
 1009 when a message exceeds ``max_frame_bytes`` (the websockets library closes it); 1013
 ``kafka-unavailable`` when a write is not confirmed -- nothing after it is acknowledged and the
 client resends; 1000 ``idle-timeout``; 1001 ``shutdown`` after in-flight writes are flushed and
@@ -153,7 +154,11 @@ class IngestHandler:
                 self.tracker.add(decision.session, decision.seq, done=True)
                 await self._flush_acks()
             elif isinstance(decision, Reject):
-                await self._reject(decision.error)
+                await self._reject(decision.error, final=decision.close is None)
+                if decision.close is not None:
+                    await self._drain()  # what came before is written and acknowledged first
+                    await close(self.connection, decision.close.code, decision.close.reason, self.metrics)
+                    return
             elif isinstance(decision, Close):
                 await close(self.connection, decision.code, decision.reason, self.metrics)
                 return
@@ -173,9 +178,9 @@ class IngestHandler:
         self.tracker.complete(entry)
         await self._flush_acks()
 
-    async def _reject(self, error: ErrorFrame) -> None:
+    async def _reject(self, error: ErrorFrame, *, final: bool) -> None:
         self.metrics.frames_rejected.labels(error.code).inc()
-        if error.session is not None and error.seq is not None:
+        if final and error.session is not None and error.seq is not None:
             self.tracker.add(error.session, error.seq, done=True)
         await send(self.connection, error)
         await self._flush_acks()

@@ -11,10 +11,14 @@ which returns one decision for the I/O layer (``gateway/client_ws.py``) to carry
 * :class:`Reject` -- answer with an error frame; the connection stays open.
 * :class:`Close` -- close the connection with a code and a reason (abuse crossed a limit).
 
-Rejection codes (error frames): ``rate-limited``, ``invalid-json``, ``invalid-frame`` (with the
-field), ``unknown-frame-type``, ``seq-missing``, ``seq-repeated``, ``too-many-sessions``,
-``inquiry-forbidden``. Close: 1008 ``too-many-errors`` once a connection has earned more rejections
-than its limit.
+Rejection codes (error frames): ``invalid-json``, ``invalid-frame`` (with the field),
+``unknown-frame-type``, ``seq-missing``, ``seq-repeated``, ``too-many-sessions``,
+``inquiry-forbidden`` -- final: the frame is dropped, and acknowledgements move past it. Close:
+1008 ``too-many-errors`` once a connection has earned more rejections than its limit.
+
+Over the rate limit the frame is *not* dropped: the connection answers ``rate-limited`` (retriable)
+and closes with 1013 ``rate-limited``. Nothing after that frame is acknowledged, so the client
+resends it, and everything after it, once it reconnects -- no frame is lost, none skipped.
 
 The ack rule lives in :class:`AckTracker`: acknowledgements are cumulative per session and never
 run ahead of a frame that is still being written.
@@ -66,7 +70,11 @@ class Duplicate:
 
 @dataclass(frozen=True)
 class Reject:
+    """Answer with an error frame; with ``close``, then close the connection (the frame is kept by
+    the client for a resend, so it must not count as handled)."""
+
     error: ErrorFrame
+    close: Close | None = None
 
 
 @dataclass(frozen=True)
@@ -139,7 +147,10 @@ class IngestConnection:
     def receive(self, message: str | bytes, now: float, received_at: datetime) -> Decision:
         """Decide what to do with one websocket message (``now``: monotonic seconds)."""
         if not self.bucket.take(now):
-            return self._reject("rate-limited", "too many frames: slow down and resend", retriable=True)
+            rejection = self._reject("rate-limited", "too many frames: reconnect later and resend", retriable=True)
+            if isinstance(rejection, Reject):
+                return Reject(rejection.error, close=Close(1013, "rate-limited"))
+            return rejection
         try:
             document: Any = orjson.loads(message)
         except orjson.JSONDecodeError:

@@ -129,14 +129,14 @@ def test_a_frame_this_gateway_already_wrote_is_a_duplicate() -> None:
     assert isinstance(send(conn, frame(8)), Write)
 
 
-def test_the_rate_limit_rejects_then_recovers() -> None:
+def test_over_the_rate_limit_the_frame_is_kept_for_a_resend_and_the_connection_closes() -> None:
     conn = connection(rate_per_second=10, rate_burst=2)
     assert isinstance(send(conn, frame(1), 0.0), Write)
     assert isinstance(send(conn, frame(2), 0.0), Write)
     limited = send(conn, frame(3), 0.0)
     assert isinstance(limited, Reject)
     assert (limited.error.code, limited.error.retriable) == ("rate-limited", True)
-    assert isinstance(send(conn, frame(3), 0.2), Write)
+    assert limited.close == Close(1013, "rate-limited")
 
 
 def test_too_many_errors_close_the_connection() -> None:
