@@ -4,8 +4,9 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 NODE_TOOLS := tests/browser/node_modules/.installed
+JS_DEPS    := clients/js/node_modules/.installed
 
-.PHONY: setup run test lint chromium
+.PHONY: setup run test lint js chromium
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +30,17 @@ $(NODE_TOOLS): tests/browser/package-lock.json
 	npm ci --prefix tests/browser --no-audit --no-fund --loglevel=error
 	touch $@
 
+$(JS_DEPS): clients/js/package-lock.json
+	npm ci --prefix clients/js --no-audit --no-fund --loglevel=error
+	touch $@
+
+## The browser bridge: format and types, build, unit tests, bundle size.
+js: $(JS_DEPS)
+	npm --prefix clients/js run --silent lint
+	npm --prefix clients/js run --silent build
+	npm --prefix clients/js test --silent
+	npm --prefix clients/js run --silent size
+
 ## Chromium from the distribution, for the browser tests (never a downloaded browser).
 chromium:
 	@test -x /usr/bin/chromium || { \
@@ -36,5 +48,5 @@ chromium:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; }
 
 ## Lint, type-check, then every test against a real broker the tests start themselves.
-test: lint $(NODE_TOOLS) chromium
+test: lint js $(NODE_TOOLS) chromium
 	$(BIN)/pytest
