@@ -136,7 +136,8 @@ async def test_the_real_sdk_in_chromium_feeds_kafka_and_receives_the_trusted_dec
     assert {"onLoad", "onReady", "onEvent", "onComplete"} <= set(kinds)
     for key, e in originals:
         assert key == (inquiry if e.inquiry_id else f"session:{e.session}")
-        assert e.subject == REFERENCE and e.template_id == TEMPLATE
+        assert e.subject == REFERENCE
+        assert e.template_id == TEMPLATE
     assert all(key == inquiry for key, e in written if e.relinked)  # pre-inquiry callbacks joined the inquiry
     assert {e.seq for key, e in written if e.relinked} == {e.seq for key, e in originals if key != inquiry}
 
@@ -156,7 +157,8 @@ async def test_a_gateway_restart_mid_flow_loses_nothing_and_counts_nothing_twice
     await post_lifecycle(gateway, inquiry)
     result = await next_event(run, "result")
     assert await run.wait() == 0, result
-    assert result["ok"] and result["connections"] >= 2, result
+    assert result["ok"], result
+    assert result["connections"] >= 2, result
 
     written = [e for _, e in await callbacks_of(gateway) if not e.relinked and e.session == result["session"]]
     seqs = Counter(e.seq for e in written)
