@@ -310,10 +310,12 @@ def create_gateway(settings: Settings, publisher: Publisher | None = None) -> Ga
         raise ValueError("PERSONA_STREAM_TOKEN_SECRET is required to run the gateway")
     metrics = GatewayMetrics()
     if publisher is None:
+        plan = TopicPlan.from_settings(settings)
         publisher = KafkaPublisher(
             settings.bootstrap_servers(),
             timeout=settings.produce_timeout_seconds,
             observe_latency=metrics.produce_latency.observe,
+            watch_topics=(plan.client_events.name, plan.webhooks.name),
         )
     tokens = TokenAuthority(settings.token_secret.get_secret_value().encode())
     return Gateway(settings, publisher, tokens, metrics)

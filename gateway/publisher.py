@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
@@ -63,6 +63,7 @@ class KafkaPublisher:
         linger_ms: int = 2,
         compression_type: str | None = None,
         observe_latency: Callable[[float], None] | None = None,
+        watch_topics: tuple[str, ...] = (),
     ) -> None:
         self._bootstrap = bootstrap_servers
         self._client_id = client_id
@@ -73,6 +74,7 @@ class KafkaPublisher:
         self._healthy = False
         self._tasks: list[asyncio.Task[None]] = []
         self._observe = observe_latency
+        self._watch = watch_topics
         self._became_healthy = asyncio.Event()
 
     @property
@@ -119,15 +121,23 @@ class KafkaPublisher:
         while True:
             await asyncio.sleep(1.0)
             try:
-                await asyncio.wait_for(self._producer.client.fetch_all_metadata(), self._timeout)
+                cluster = await asyncio.wait_for(self._producer.client.fetch_all_metadata(), self._timeout)
+                writable = all(self._has_leaders(cluster, topic) for topic in self._watch)
             except (KafkaError, TimeoutError, OSError) as exc:
                 if self._healthy:
                     log.warning("Kafka became unavailable: %r", exc)
                 self._set_healthy(False)
             else:
-                if not self._healthy:
+                if writable and not self._healthy:
                     log.info("Kafka is available again")
-                self._set_healthy(True)
+                self._set_healthy(writable)
+
+    @staticmethod
+    def _has_leaders(cluster: Any, topic: str) -> bool:
+        """Every partition of the topic has a leader: a write would be accepted (after a broker
+        restart, partitions come back one by one)."""
+        partitions = cluster.partitions_for_topic(topic) or set()
+        return bool(partitions) and len(cluster.available_partitions_for_topic(topic) or ()) == len(partitions)
 
     async def send(self, messages: Sequence[Message]) -> None:
         producer = self._producer
