@@ -159,6 +159,11 @@ class Settings(BaseSettings):
     worker_port: int = Field(
         default=6066, ge=1, le=65535, description="Port of the worker's internal view endpoint (/v1/views/{id})."
     )
+    worker_session_timeout_seconds: float = Field(
+        default=10.0,
+        ge=6.0,
+        description="A worker silent for this long is presumed dead and its partitions move (failover time).",
+    )
     commit_interval_seconds: float = Field(
         default=0.1, gt=0, description="How often a worker commits (ends its transactions): the latency floor."
     )

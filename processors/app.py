@@ -63,7 +63,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Pipeline]:
         topic_replication_factor=settings.replication_factor,
         key_serializer="raw",
         value_serializer="raw",
-        broker_session_timeout=10.0,
+        broker_session_timeout=settings.worker_session_timeout_seconds,
         broker_heartbeat_interval=1.0,
         broker_commit_interval=settings.commit_interval_seconds,
         consumer_auto_offset_reset="earliest",
