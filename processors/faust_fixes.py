@@ -17,7 +17,9 @@ commits *again*: the second commit finds producers outside any transaction and r
 ``IllegalOperation``, and the worker hangs instead of stopping. A producer outside a transaction
 has appended nothing since its last commit (a transactional producer cannot send outside one), so
 committing the consumed offsets in a new, otherwise empty transaction is exactly right; that is
-what the second fix does.
+what the second fix does. It also commits the partitions' transactions concurrently rather than
+one after the other: a commit holds its partition's producer, so sequential commits of several
+partitions stall processing and delay what read-committed consumers see.
 
 Third: a worker that loses a partition in a rebalance keeps that partition's entries in its
 tables. Its last, uncommitted transaction for the partition is aborted when the new owner takes
@@ -57,18 +59,24 @@ async def _highwaters_from_the_broker(self: Any, partitions: Iterable[Any]) -> M
     return offsets
 
 
-_commit_transactions = Producer.commit_transactions
-
-
-async def _commit_transactions_from_anywhere(
+async def _commit_transactions(
     self: Any, tid_to_offset_map: Mapping[str, Mapping[Any, int]], group_id: str, start_new_transaction: bool = True
 ) -> None:
-    for transactional_id in tid_to_offset_map:
-        producer = self._transaction_producers.get(transactional_id)
-        if producer is not None and not producer._txn_manager.is_in_transaction():
-            async with self._trn_locks[transactional_id]:
+    """Commit each partition's transaction -- all of them at once, not one after the other."""
+
+    async def commit(transactional_id: str, offsets: Mapping[Any, int]) -> None:
+        async with self._trn_locks[transactional_id]:
+            producer = self._transaction_producers.get(transactional_id)
+            if producer is None:
+                return  # its partition was revoked: the new owner's producer fenced it
+            if not producer._txn_manager.is_in_transaction():
                 await producer.begin_transaction()
-    await _commit_transactions(self, tid_to_offset_map, group_id, start_new_transaction)
+            await producer.send_offsets_to_transaction(offsets, group_id)
+            await producer.commit_transaction()
+            if start_new_transaction:
+                await producer.begin_transaction()
+
+    await asyncio.gather(*(commit(tid, offsets) for tid, offsets in tid_to_offset_map.items()))
 
 
 _on_rebalance = Collection.on_rebalance
@@ -136,7 +144,7 @@ def apply() -> None:
     if getattr(AIOKafkaConsumerThread, _APPLIED, False):
         return
     AIOKafkaConsumerThread._highwaters = _highwaters_from_the_broker
-    Producer.commit_transactions = _commit_transactions_from_anywhere
+    Producer.commit_transactions = _commit_transactions
     Collection.on_rebalance = _forget_lost_partitions
     Consumer._drain_messages = _drain_messages
     setattr(AIOKafkaConsumerThread, _APPLIED, True)
