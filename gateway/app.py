@@ -137,8 +137,8 @@ class Gateway:
         site = web.TCPSite(self._http_runner, s.host, s.http_port)
         await site.start()
         server = site._server
-        assert isinstance(server, asyncio.Server)
-        self.http_port = server.sockets[0].getsockname()[1]
+        assert server is not None
+        self.http_port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]  # uvloop servers too
         log.info("gateway listening: ws://%s:%d  http://%s:%d", s.host, self.ws_port, s.host, self.http_port)
         if "*" in s.allowed_origins:
             log.warning("allowed_origins is '*': any web page may open a websocket (set it in production)")

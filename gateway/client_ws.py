@@ -98,6 +98,7 @@ class IngestHandler:
         self.writes: set[asyncio.Task[None]] = set()
         self.failed = False
         self.reader: asyncio.Task[None] | None = None
+        self.flusher: asyncio.Task[None] | None = None
 
     async def run(self) -> None:
         claims = await authenticate(self.connection, self.tokens, ("ingest",), self.auth_timeout, self.metrics)
@@ -176,7 +177,7 @@ class IngestHandler:
             self.inflight.release()
         self.recent.add((decision.session, decision.seq))
         self.tracker.complete(entry)
-        await self._flush_acks()
+        self._request_flush()
 
     async def _reject(self, error: ErrorFrame, *, final: bool) -> None:
         self.metrics.frames_rejected.labels(error.code).inc()
@@ -185,16 +186,24 @@ class IngestHandler:
         await send(self.connection, error)
         await self._flush_acks()
 
+    def _request_flush(self) -> None:
+        """Acknowledge soon: writes completing in the same moment share one ack frame."""
+        if self.flusher is None or self.flusher.done():
+            self.flusher = asyncio.create_task(self._flush_acks())
+
     async def _flush_acks(self) -> None:
-        if self.failed:
-            return  # after a failed write nothing more is acknowledged on this connection
-        for session, seq, frames in self.tracker.ready():
-            self.metrics.frames_acknowledged.inc(frames)
-            await send(self.connection, AckFrame(session=session, seq=seq))
+        while not self.failed:  # after a failed write nothing more is acknowledged on this connection
+            ready = self.tracker.ready()
+            if not ready:
+                return
+            for session, seq, frames in ready:
+                self.metrics.frames_acknowledged.inc(frames)
+                await send(self.connection, AckFrame(session=session, seq=seq))
 
     async def _drain(self, timeout: float = 10.0) -> None:
         if self.writes:
             await asyncio.wait(set(self.writes), timeout=timeout)
+        await self._flush_acks()
 
     def shutdown(self) -> None:
         if self.reader is not None:

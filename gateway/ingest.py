@@ -33,6 +33,7 @@ from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 import orjson
+from pydantic import ValidationError
 
 from gateway.tokens import Claims
 from schemas.callbacks import FieldValue, OnCancel, OnComplete, inquiry_id_of
@@ -152,6 +153,10 @@ class IngestConnection:
                 return Reject(rejection.error, close=Close(1013, "rate-limited"))
             return rejection
         try:
+            return self._accept(CallbackFrame.model_validate_json(message), received_at)
+        except ValidationError:
+            pass  # not a valid callback frame: find out why, and answer with the right code
+        try:
             document: Any = orjson.loads(message)
         except orjson.JSONDecodeError:
             return self._reject("invalid-json", "the frame is not JSON")
@@ -194,15 +199,16 @@ class IngestConnection:
             return self._reject("inquiry-forbidden", "the token is for another inquiry", frame.seq, frame.session)
         state.last_seq = frame.seq
         records: list[CallbackRecord | SessionLink] = []
+        # every part was validated already (the frame, the token's claims): construct, don't revalidate
         if inquiry_id is not None and inquiry_id != state.inquiry_id:
             state.inquiry_id = inquiry_id
             records.append(
-                SessionLink(
+                SessionLink.model_construct(
                     session=frame.session, inquiry_id=inquiry_id, subject=self.claims.subject, received_at=received_at
                 )
             )
         records.append(
-            CallbackRecord(
+            CallbackRecord.model_construct(
                 session=frame.session,
                 seq=frame.seq,
                 client_ts=frame.ts,

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaConnectionError, KafkaError
 
 log = logging.getLogger(__name__)
 
@@ -121,8 +121,14 @@ class KafkaPublisher:
         while True:
             await asyncio.sleep(1.0)
             try:
-                cluster = await asyncio.wait_for(self._producer.client.fetch_all_metadata(), self._timeout)
-                writable = all(self._has_leaders(cluster, topic) for topic in self._watch)
+                # the metadata of the topics this producer writes (not of the whole cluster)
+                client = self._producer.client
+                async with asyncio.timeout(self._timeout):
+                    for topic in self._watch:
+                        await client.add_topic(topic)
+                    if not await client.force_metadata_update():
+                        raise KafkaConnectionError("metadata update failed")
+                writable = all(self._has_leaders(client.cluster, topic) for topic in self._watch)
             except (KafkaError, TimeoutError, OSError) as exc:
                 if self._healthy:
                     log.warning("Kafka became unavailable: %r", exc)

@@ -13,8 +13,9 @@ import logging
 import signal
 import sys
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -119,6 +120,16 @@ def _token_mint(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def run_event_loop(main: Coroutine[Any, Any, None], loop: str) -> None:
+    """Run a service's main coroutine on asyncio's loop or uvloop (the ``event_loop`` setting)."""
+    if loop == "uvloop":
+        import uvloop
+
+        uvloop.run(main)
+    else:
+        asyncio.run(main)
+
+
 async def run_until_signalled(start: Callable[[], Awaitable[None]], stop: Callable[[], Awaitable[None]]) -> None:
     """Start, wait for SIGINT or SIGTERM, stop."""
     signalled = asyncio.Event()
@@ -148,7 +159,7 @@ def _gateway(args: argparse.Namespace, settings: Settings) -> int:
 
         await run_until_signalled(start, gateway.stop)
 
-    asyncio.run(run())
+    run_event_loop(run(), settings.event_loop)
     return 0
 
 
@@ -192,6 +203,19 @@ def _simulate(args: argparse.Namespace, settings: Settings) -> int:
     if not args.forever:
         print(report.summary())
     return 0 if report.ok or args.forever else 1
+
+
+def _bench(args: argparse.Namespace, settings: Settings) -> int:
+    from bench import runner
+
+    unknown = [name for name in args.scenario if name not in runner.SCENARIOS]
+    if unknown:
+        print(
+            f"persona-stream: no benchmark {', '.join(unknown)} (have: {', '.join(runner.SCENARIOS)})", file=sys.stderr
+        )
+        return 2
+    bootstrap = asyncio.run(ensure_kafka(settings))
+    return runner.main(bootstrap, args.scenario, smoke=args.smoke, out=Path(args.out), guarantee=args.guarantee)
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
@@ -256,6 +280,17 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--ws-url", help="gateway websocket base URL (default from the settings)")
     simulate.add_argument("--http-url", help="gateway HTTP base URL (default from the settings)")
     simulate.set_defaults(handler=_simulate)
+
+    bench = commands.add_parser("bench", help="the benchmarks: print each figure with its ratio to the raw limit")
+    bench.add_argument(
+        "scenario",
+        nargs="*",
+        help="which to run: ingest, processing, end_to_end, fanout, recovery (default: all, in this order)",
+    )
+    bench.add_argument("--smoke", action="store_true", help="tiny sizes: checks that they run, measures nothing")
+    bench.add_argument("--guarantee", choices=["exactly_once", "at_least_once"], help="the workers' guarantee")
+    bench.add_argument("--out", default="bench/results", help="where to write the JSON results (default bench/results)")
+    bench.set_defaults(handler=_bench)
 
     token = commands.add_parser("token", help="access tokens for the gateway")
     token_commands = token.add_subparsers(dest="action", required=True, metavar="action")

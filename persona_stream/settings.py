@@ -118,6 +118,9 @@ class Settings(BaseSettings):
     keep_field_values: bool = Field(
         default=False, description="Store onComplete field values (personal data); by default only names and types."
     )
+    event_loop: Literal["asyncio", "uvloop"] = Field(
+        default="uvloop", description="The gateway's event loop: uvloop (faster) or the standard asyncio loop."
+    )
     dedupe_cache_size: int = Field(
         default=100_000, ge=0, description="Recently written frames and webhook ids the gateway remembers."
     )
