@@ -1,0 +1,128 @@
+"""Ingest: N callback frames over C websocket connections through the gateway into Kafka.
+
+Measures frames/s (first send to last acknowledgement) and acknowledgement latency (a frame's send
+to the ack that covers it). Raw limit, same run: a bare aiokafka producer with the gateway's
+settings (acks=all, idempotent, linger 2 ms) writing the same records.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime
+
+import orjson
+from aiokafka import AIOKafkaProducer
+from websockets.asyncio.client import connect
+
+from bench.harness import TOKEN_SECRET, Bench, Result, percentile
+from gateway.tokens import TokenAuthority
+from schemas.codec import encode
+from schemas.records import CallbackRecord
+
+WINDOW = 500  # frames a connection keeps in flight, like a browser with a backlog
+
+
+def callback(seq: int) -> dict[str, object]:
+    names = ("document-camera-select", "document-upload", "selfie-camera-capture", "page-change")
+    return {"kind": "onEvent", "name": names[seq % len(names)], "metadata": {"step": seq, "side": "front"}}
+
+
+async def client(url: str, token: str, session: str, inquiry: str, frames: int, latencies: list[float]) -> None:
+    sent: dict[int, float] = {}
+    acked = -1
+    done = asyncio.Event()
+    async with connect(url, max_queue=None) as ws:
+        await ws.send(orjson.dumps({"type": "auth", "token": token}).decode())
+        assert orjson.loads(await ws.recv())["type"] == "ready"
+
+        async def read() -> None:
+            nonlocal acked
+            async for message in ws:
+                frame = orjson.loads(message)
+                if frame["type"] == "ack":
+                    now = time.perf_counter()
+                    for seq in range(acked + 1, frame["seq"] + 1):
+                        latencies.append(now - sent.pop(seq))
+                    acked = frame["seq"]
+                    if acked == frames - 1:
+                        done.set()
+                        return
+
+        reader = asyncio.create_task(read())
+        for seq in range(frames):
+            while seq - acked > WINDOW:  # noqa: ASYNC110 - a send window, polled like a browser's buffer
+                await asyncio.sleep(0.001)
+            sent[seq] = time.perf_counter()
+            body = {
+                "type": "callback",
+                "session": session,
+                "seq": seq,
+                "ts": 1,
+                "inquiry": inquiry,
+                "callback": callback(seq),
+            }
+            await ws.send(orjson.dumps(body).decode())
+        await done.wait()
+        await reader
+
+
+async def raw_producer(bench: Bench, frames: int) -> float:
+    record = CallbackRecord(
+        session="s" * 16, seq=0, client_ts=1, received_at=datetime.now(UTC), subject="bench-user",
+        inquiry_id="inq_bench0000000000", callback=callback(0),
+    )  # fmt: skip
+    payload = encode(record)
+    producer = AIOKafkaProducer(bootstrap_servers=bench.bootstrap, acks="all", enable_idempotence=True, linger_ms=2)
+    await producer.start()
+    try:
+        started = time.perf_counter()
+        futures = [
+            await producer.send(bench.topics.client_events.name, payload, key=f"inq_raw{n % 997:07d}".encode())
+            for n in range(frames)
+        ]
+        await asyncio.gather(*futures)
+        return frames / (time.perf_counter() - started)
+    finally:
+        await producer.stop()
+
+
+async def run(bench: Bench, frames: int = 50_000, connections: int = 50) -> Result:
+    await bench.create_topics()
+    bench.start_gateway()
+    tokens = TokenAuthority(TOKEN_SECRET.encode())
+    url = f"ws://127.0.0.1:{bench.ws_port}/v1/client"
+    per = frames // connections
+    latencies: list[float] = []
+    try:
+        started = time.perf_counter()
+        await asyncio.gather(
+            *(
+                client(
+                    url,
+                    tokens.mint(f"user-{n}", "ingest", 600),
+                    f"benchsession{n:06d}",
+                    f"inq_bench{n:07d}",
+                    per,
+                    latencies,
+                )
+                for n in range(connections)
+            )
+        )
+        elapsed = time.perf_counter() - started
+    finally:
+        bench.stop()
+    rate = per * connections / elapsed
+    raw = await raw_producer(bench, per * connections)
+    result = Result("ingest")
+    result.figures = {
+        "frames": per * connections,
+        "connections": connections,
+        "gateway frames/s": rate,
+        "raw producer records/s": raw,
+        "ratio to raw": round(rate / raw, 3),
+        "ack latency p50 ms": percentile(latencies, 50) * 1000,
+        "ack latency p99 ms": percentile(latencies, 99) * 1000,
+    }
+    result.targets = {"ratio to raw": ">= 0.70"}
+    return result

@@ -1,0 +1,109 @@
+"""Processing: M pre-produced events of a realistic mix, drained by one worker.
+
+The mix is the simulator's: each inquiry's browser callbacks (as the gateway writes them) and
+Persona's webhooks, in the proportions of its flows. Measures events/s from the worker's first
+commit to the moment its committed offsets reach the end of both topics. Raw limit, same run: a
+bare aiokafka consumer reading the same records.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from bench.harness import Bench, Result
+from persona_stream.scenarios import plan_inquiry
+from schemas.codec import encode, validate
+from schemas.records import CallbackRecord
+
+
+async def produce_mix(bench: Bench, events: int) -> int:
+    """The records of as many simulated inquiries as it takes to reach ``events``; their count."""
+    producer = AIOKafkaProducer(bootstrap_servers=bench.bootstrap, acks="all", enable_idempotence=True, linger_ms=20)
+    await producer.start()
+    written, number = 0, 0
+    now = datetime.now(UTC)
+    try:
+        while written < events:
+            plan = plan_inquiry(number, "bench", 3, chaos=True, users=max(1, events // 40))
+            number += 1
+            for session, callbacks, opened_with in plan.sessions:
+                inquiry = opened_with
+                for seq, payload in enumerate(callbacks):
+                    inquiry = inquiry or payload.get("inquiryId") or (payload.get("metadata") or {}).get("inquiryId")
+                    fields = {"session": session, "seq": seq, "client_ts": 0, "received_at": now}
+                    fields |= {"subject": plan.reference_id, "inquiry_id": inquiry, "template_id": "itmpl_bench"}
+                    record = validate(CallbackRecord, {**fields, "callback": payload})
+                    await producer.send(bench.topics.client_events.name, encode(record), key=record.key().encode())
+                    written += 1
+            for body in plan.webhooks:
+                await producer.send(bench.topics.webhooks.name, body, key=plan.inquiry_id.encode())
+                written += 1
+        await producer.flush()
+    finally:
+        await producer.stop()
+    return written
+
+
+async def committed_total(admin: AIOKafkaAdminClient, group: str, topics: set[str]) -> int:
+    offsets = await admin.list_consumer_group_offsets(group)
+    return sum(meta.offset for tp, meta in offsets.items() if tp.topic in topics and meta.offset > 0)
+
+
+async def raw_consumer(bench: Bench, expected: int) -> float:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bench.bootstrap, enable_auto_commit=False, max_poll_records=5000)
+    await consumer.start()
+    try:
+        tps = [
+            TopicPartition(topic, p)
+            for topic in (bench.topics.client_events.name, bench.topics.webhooks.name)
+            for p in range(bench.partitions)
+        ]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        started, read = time.perf_counter(), 0
+        while read < expected:
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                read += len(records)
+        return read / (time.perf_counter() - started)
+    finally:
+        await consumer.stop()
+
+
+async def run(bench: Bench, events: int = 50_000) -> Result:
+    await bench.create_topics()
+    written = await produce_mix(bench, events)
+    topics = {bench.topics.client_events.name, bench.topics.webhooks.name}
+    group = bench.settings.processors_id
+    admin = AIOKafkaAdminClient(bootstrap_servers=bench.bootstrap)
+    await admin.start()
+    try:
+        bench.start_worker()
+        first, first_at = 0, 0.0
+        while True:
+            done = await committed_total(admin, group, topics)
+            if done and not first:
+                first, first_at = done, time.perf_counter()
+            if done >= written:
+                break
+            await asyncio.sleep(0.2)
+        elapsed = time.perf_counter() - first_at
+    finally:
+        await admin.close()
+        bench.stop()
+    rate = (written - first) / elapsed if elapsed > 0 else 0.0
+    raw = await raw_consumer(bench, written)
+    result = Result("processing")
+    result.figures = {
+        "events": written,
+        "guarantee": bench.extra_env.get("PERSONA_STREAM_PROCESSING_GUARANTEE", "exactly_once"),
+        "worker events/s": rate,
+        "raw consumer records/s": raw,
+        "ratio to raw": round(rate / raw, 3),
+    }
+    result.targets = {"worker events/s": ">= 20,000", "ratio to raw": ">= 0.50"}
+    return result

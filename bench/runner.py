@@ -1,0 +1,47 @@
+"""``persona-stream bench [scenario]``: run the benchmarks, print each table, write its JSON."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from bench import end_to_end, fanout, ingest, processing, recovery
+from bench.harness import Bench, Result
+
+Scenario = Callable[..., Awaitable[Result]]
+
+SCENARIOS: dict[str, tuple[Scenario, dict[str, Any], dict[str, Any]]] = {
+    # name: (run, full sizes, smoke sizes)
+    "ingest": (ingest.run, {"frames": 50_000, "connections": 50}, {"frames": 500, "connections": 5}),
+    "processing": (processing.run, {"events": 50_000}, {"events": 400}),
+    "end_to_end": (end_to_end.run, {"rate": 1000.0, "seconds": 10.0}, {"rate": 50.0, "seconds": 1.0}),
+    "fanout": (fanout.run, {"subscribers": 10_000, "updates": 10}, {"subscribers": 20, "updates": 2}),
+    "recovery": (recovery.run, {"inquiries": 1_000_000}, {"inquiries": 2000}),
+}
+
+
+async def run(
+    bootstrap: str, names: list[str], *, smoke: bool, out: Path, extra_env: dict[str, str] | None = None
+) -> list[Result]:
+    results = []
+    for name in names:
+        scenario, full, small = SCENARIOS[name]
+        bench = Bench(bootstrap, extra_env=dict(extra_env or {}))
+        try:
+            result = await scenario(bench, **(small if smoke else full))
+        finally:
+            bench.stop()
+        if smoke:
+            result.notes.append("smoke run: sizes too small for the figures to mean anything")
+        print(result.table(), flush=True)
+        print(f"  (written to {result.save(out)})", flush=True)
+        results.append(result)
+    return results
+
+
+def main(bootstrap: str, names: list[str], *, smoke: bool, out: Path, guarantee: str | None) -> int:
+    extra = {"PERSONA_STREAM_PROCESSING_GUARANTEE": guarantee} if guarantee else {}
+    asyncio.run(run(bootstrap, names or list(SCENARIOS), smoke=smoke, out=out, extra_env=extra))
+    return 0
