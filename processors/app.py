@@ -3,7 +3,7 @@
 =========================  ==================================================================
 piece                      what it does
 =========================  ==================================================================
-agent ``correlate``        client-events + webhooks + ticks, in batches → :meth:`Pipeline.on_batch`
+agent ``correlate``        client-events + webhooks + ticks → :meth:`Pipeline.on_input`
 agent ``analytics``        analytics-facts + ticks, in batches → :meth:`Pipeline.on_analytics_batch`
 timer ``tick``             once a ``tick_interval_seconds``, a tick to each ticks partition this
                            worker owns, so timers run inside that partition's transaction
@@ -66,7 +66,6 @@ def create_app(settings: Settings) -> tuple[faust.App, Pipeline]:
         broker_session_timeout=settings.worker_session_timeout_seconds,
         broker_heartbeat_interval=1.0,
         broker_commit_interval=settings.commit_interval_seconds,
-        producer_linger=0.005,
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
         web_enabled=True,
@@ -109,9 +108,9 @@ def create_app(settings: Settings) -> tuple[faust.App, Pipeline]:
     facts = app.topic(plan.analytics_facts.name, plan.processor_ticks.name, **raw)
 
     async def correlate(stream: Any) -> None:
-        async for batch in stream.take_events(500, within=0.01):
+        async for event in stream.events():
             try:
-                await pipeline.on_batch(batch)
+                await pipeline.on_input(event)
             except OutputError:
                 _stop_now()
 

@@ -5,17 +5,9 @@ record's key owns (from a bounded cache of decoded objects in front of the faust
 :mod:`processors.correlation`, :mod:`processors.sessions` or :mod:`processors.analytics`, and writes
 what they return through :class:`~processors.output.Output`, in the input's transaction.
 
-Inputs arrive in batches (:meth:`Pipeline.on_batch`). Status records, forwarded callbacks and dead
-letters are written as each input is applied; the tables' changelog records and the analytics facts
-are coalesced and written once per batch -- one changelog record per key changed, one fact per
-template and window -- which is what keeps the per-input cost down (Kafka Streams' state-store
-cache does the same at commit time). Everything is written before the batch is acknowledged, so it
-all belongs to the inputs' transaction.
-
 A record that cannot be decoded or processed goes to the dead-letter topic with a reason and its
-partition moves on; its key's cached state is dropped, so a half-applied change is never kept (the
-table holds the state after the key's last good input). A failed *write* is different: it stops
-the worker (see ``processors/output.py``).
+partition moves on; its key's cached state is dropped, so a half-applied change is never kept.
+A failed *write* is different: it stops the worker (see ``processors/output.py``).
 """
 
 from __future__ import annotations
@@ -24,7 +16,6 @@ import base64
 import heapq
 import logging
 import re
-import weakref
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,7 +23,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka.partitioner import murmur2
-from faust.streams import _current_event
 
 from persona_stream.topics import TopicPlan
 from processors import analytics, correlation, sessions
@@ -83,30 +73,6 @@ class Pipeline:
         self.windows: dict[bytes, AnalyticsWindow] = {}
         self.deadlines: dict[int, list[tuple[datetime, bytes]]] = {}
         self.processed = 0
-        self.batching = False
-        self.changes: dict[tuple[str, bytes], tuple[Any, Any, bytes | None]] = {}  # (table, key) -> (table, tp, value)
-        self.facts: dict[tuple[int, str, datetime], tuple[Any, AnalyticsFact]] = {}
-
-    async def on_batch(self, events: Sequence[Any]) -> None:
-        """A batch of inputs: apply each in order, then write the coalesced changelogs and facts."""
-        self.batching = True
-        try:
-            for event in events:
-                # as faust's own stream loop does: stores such as RocksDB find the partition of a
-                # write from the event being processed
-                token = _current_event.set(weakref.ref(event))
-                try:
-                    await self.on_input(event)
-                finally:
-                    _current_event.reset(token)
-        finally:
-            self.batching = False
-        changes, facts = self.changes, self.facts
-        self.changes, self.facts = {}, {}
-        for (_, key), (table, tp, value) in changes.items():
-            await self._send_changelog(table, tp, key, value)
-        for tp, fact in facts.values():
-            await self.output.send(self.topics.analytics_facts.name, fact.template_id.encode(), encode(fact), source=tp)
 
     # --- the correlate agent ---------------------------------------------------------------------
 
@@ -299,34 +265,16 @@ class Pipeline:
         self.deadlines.clear()
 
     async def _write_table(self, table: Any, tp: Any, key: bytes, value: bytes | None) -> None:
-        """The store now; its changelog now, or at the end of the batch (the latest value per key)."""
+        """The store and its changelog, the changelog write in the input's transaction."""
         if value is None:
             table.data.pop(key, None)
         else:
             table.data[key] = value
-        if self.batching:
-            self.changes[(table.name, key)] = (table, tp, value)
-        else:
-            await self._send_changelog(table, tp, key, value)
-
-    async def _send_changelog(self, table: Any, tp: Any, key: bytes, value: bytes | None) -> None:
         await self.output.send(table.changelog_topic.get_topic_name(), key, value, source=tp, partition=tp.partition)
 
     async def _fact(self, tp: Any, template_id: str, at: datetime, counts: Any, durations: list[float]) -> None:
-        """Counts for the analytics windows; within a batch, summed per template and window."""
-        start, _ = analytics.window_bounds(at, self.window_config.size_seconds)
-        group = (tp.partition, template_id, start)
-        if self.batching and group in self.facts:
-            fact = self.facts[group][1]
-            for name, count in counts.items():
-                fact.counts[name] = fact.counts.get(name, 0) + count
-            fact.durations.extend(durations)
-            return
-        fact = AnalyticsFact(template_id=template_id, at=at, counts=dict(counts), durations=list(durations))
-        if self.batching:
-            self.facts[group] = (tp, fact)
-        else:
-            await self.output.send(self.topics.analytics_facts.name, template_id.encode(), encode(fact), source=tp)
+        fact = AnalyticsFact(template_id=template_id, at=at, counts=dict(counts), durations=durations)
+        await self.output.send(self.topics.analytics_facts.name, template_id.encode(), encode(fact), source=tp)
 
     async def dead_letter(self, message: Any, reason: str, detail: str) -> None:
         letter = DeadLetter(
