@@ -154,8 +154,12 @@ class IngestConnection:
             return rejection
         try:
             return self._accept(CallbackFrame.model_validate_json(message), received_at)
-        except ValidationError:
-            pass  # not a valid callback frame: find out why, and answer with the right code
+        except ValidationError as exc:
+            # not a valid callback frame: find out why, and answer with the right code -- unless
+            # the JSON itself is beyond the parser every consumer uses (nested too deeply, say)
+            unreadable = next((error for error in exc.errors() if error["type"] == "json_invalid"), None)
+            if unreadable is not None:
+                return self._reject("invalid-json", f"the frame is not JSON that can be read: {unreadable['msg']}")
         try:
             document: Any = orjson.loads(message)
         except orjson.JSONDecodeError:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from dataclasses import dataclass
 
 
@@ -43,13 +44,17 @@ def parse_header(header: str) -> list[SignatureGroup]:
         signatures = []
         for part in chunk.split(","):
             name, _, value = part.partition("=")
-            if name == "t" and value.isdigit() and len(value) <= 12:
+            if name == "t" and _TIMESTAMP.fullmatch(value):
                 timestamp = int(value)
-            elif name == "v1" and len(value) == 64:
+            elif name == "v1" and _HEX_SHA256.fullmatch(value):
                 signatures.append(value.lower())
         if timestamp is not None and signatures:
             groups.append(SignatureGroup(timestamp, tuple(signatures)))
     return groups
+
+
+_TIMESTAMP = re.compile(r"[0-9]{1,12}")  # ASCII digits only: str.isdigit() also admits "²"
+_HEX_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 
 
 def compute(secret: bytes, timestamp: int, body: bytes) -> str:

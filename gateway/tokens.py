@@ -19,6 +19,7 @@ Errors (:class:`TokenError`, ``code``)::
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from dataclasses import dataclass
@@ -93,7 +94,7 @@ class TokenAuthority:
         except jwt.InvalidTokenError as exc:
             raise TokenError("token-invalid", f"the token is not valid: {exc}") from None
         expires = raw["exp"]
-        if not isinstance(expires, int | float) or isinstance(expires, bool):
+        if not isinstance(expires, int | float) or isinstance(expires, bool) or not math.isfinite(expires):
             raise TokenError("token-invalid", "exp must be a number")
         current = time.time() if now is None else now
         if expires + (LEEWAY_SECONDS if now is None else 0) <= current:

@@ -79,7 +79,12 @@ class WebhookReceiver:
             return await self._dead_letter(body, exc, received_at)
         if event.event_id in self.recent:
             return self._answer(200, "duplicate", "already written", event_id=event.event_id)
-        headers = [(name, request.headers[name].encode()) for name in WEBHOOK_HEADERS if name in request.headers]
+        # bytes as received: aiohttp decodes header values with surrogateescape
+        headers = [
+            (name, request.headers[name].encode("utf-8", "surrogateescape"))
+            for name in WEBHOOK_HEADERS
+            if name in request.headers
+        ]
         headers += [
             (WEBHOOK_RECEIVED_AT_HEADER, received_at.isoformat().encode()),
             (WEBHOOK_EVENT_ID_HEADER, event.event_id.encode()),
