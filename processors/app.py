@@ -36,6 +36,7 @@ from persona_stream.settings import Settings
 from persona_stream.topics import TopicPlan
 from processors import faust_fixes
 from processors.analytics import WindowConfig
+from processors.commit_gate import CommitGate
 from processors.correlation import Config
 from processors.output import Output, OutputError
 from processors.pipeline import Pipeline, Tables
@@ -66,6 +67,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Pipeline]:
         broker_session_timeout=settings.worker_session_timeout_seconds,
         broker_heartbeat_interval=1.0,
         broker_commit_interval=settings.commit_interval_seconds,
+        producer_linger=0.005,
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
         web_enabled=True,
@@ -107,19 +109,24 @@ def create_app(settings: Settings) -> tuple[faust.App, Pipeline]:
     inputs = app.topic(plan.client_events.name, plan.webhooks.name, plan.processor_ticks.name, **raw)
     facts = app.topic(plan.analytics_facts.name, plan.processor_ticks.name, **raw)
 
+    gate = CommitGate()  # each input's writes and its acknowledgement fall in one transaction
+    setattr(app, faust_fixes.GATE, gate)
+
     async def correlate(stream: Any) -> None:
         async for event in stream.events():
-            try:
-                await pipeline.on_input(event)
-            except OutputError:
-                _stop_now()
+            async with gate.input():
+                try:
+                    await pipeline.on_input(event)
+                except OutputError:
+                    _stop_now()
 
     async def aggregate(stream: Any) -> None:
         async for batch in stream.take_events(1000, within=0.25):
-            try:
-                await pipeline.on_analytics_batch(batch)
-            except OutputError:
-                _stop_now()
+            async with gate.input():
+                try:
+                    await pipeline.on_analytics_batch(batch)
+                except OutputError:
+                    _stop_now()
 
     async def tick() -> None:
         value = encode(Tick(at=datetime.now(UTC)))
