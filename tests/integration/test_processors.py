@@ -339,15 +339,26 @@ async def test_the_timer_raises_awaiting_confirmation_without_another_event(
 
     plan = await prepared(kafka_bootstrap, unique)
     inquiry = "inq_awaiting01"
-    now = datetime.now(UTC)
+    worker = Worker(worker_env(kafka_bootstrap, unique, AWAITING_CONFIRMATION_SECONDS=10), tmp_path).start()
+    workers.append(worker)
+
+    async def serving() -> bool:  # the worker answers (404: no such inquiry yet)
+        import aiohttp
+
+        try:
+            async with aiohttp.ClientSession() as session, session.get(f"http://127.0.0.1:{worker.port}/") as answer:
+                return answer.status < 500
+        except aiohttp.ClientError:
+            return False
+
+    await wait_for(serving, timeout=60)
+    # the deadline runs from the gateway's receipt time: stamp it now, once the worker is up
     complete = {"kind": "onComplete", "inquiryId": inquiry, "status": "completed"}
     await produce_all(
         kafka_bootstrap,
         plan.client_events.name,
-        [(inquiry.encode(), callback_record(0, complete, now, inquiry=inquiry))],
+        [(inquiry.encode(), callback_record(0, complete, datetime.now(UTC), inquiry=inquiry))],
     )
-    worker = Worker(worker_env(kafka_bootstrap, unique, AWAITING_CONFIRMATION_SECONDS=3), tmp_path).start()
-    workers.append(worker)
 
     async def seen() -> bool:
         try:
