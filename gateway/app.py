@@ -185,7 +185,7 @@ class Gateway:
         if origin is not None and not self.origin_allowed(origin):
             return connection.respond(HTTPStatus.FORBIDDEN, "origin-forbidden\n")
         assert self._ws_server is not None
-        if len(self._ws_server.connections) > self.settings.max_connections:
+        if len(self._ws_server.connections) >= self.settings.max_connections:  # open ones: not counting this one
             return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "too-many-connections\n")
         return None
 

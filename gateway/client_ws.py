@@ -61,10 +61,20 @@ async def authenticate(
     return None
 
 
-async def close(connection: ServerConnection, code: int, reason: str, metrics: GatewayMetrics) -> None:
+async def close(
+    connection: ServerConnection, code: int, reason: str, metrics: GatewayMetrics, *, within: float | None = None
+) -> None:
+    """Close with a code and reason; ``within`` seconds at most, then drop the TCP connection.
+
+    A close frame queues behind everything already sent: a peer that no longer reads would hold the
+    connection (and its buffers) open for ever, so slow consumers are closed ``within`` a bound.
+    """
     metrics.connections_closed.labels(reason).inc()
     with contextlib.suppress(ConnectionClosed):
-        await connection.close(code, reason)
+        try:
+            await asyncio.wait_for(connection.close(code, reason), within)
+        except TimeoutError:
+            connection.transport.abort()
 
 
 async def send(connection: ServerConnection, frame: Any) -> None:

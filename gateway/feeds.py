@@ -21,6 +21,10 @@ from aiokafka.errors import KafkaError
 
 log = logging.getLogger(__name__)
 
+# A fetch holds up to thousands of records: hand them out a slice at a time, so that a subscriber
+# that keeps up is not taken for a slow one because its writer never ran during the fetch.
+YIELD_EVERY = 100
+
 
 class TopicFeed:
     def __init__(
@@ -78,9 +82,13 @@ class TopicFeed:
             self.caught_up.set()
         while True:
             batch = await consumer.getmany(timeout_ms=500)
+            handled = 0
             for records in batch.values():
                 for record in records:
                     self.on_record(record)
+                    handled += 1
+                    if handled % YIELD_EVERY == 0:
+                        await asyncio.sleep(0)  # let the subscribers' writers drain their queues
             for tp in list(pending):
                 if await consumer.position(tp) >= ends[tp]:
                     pending.discard(tp)

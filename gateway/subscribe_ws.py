@@ -32,6 +32,8 @@ from schemas.records import AnalyticsRecord, StatusRecord
 
 log = logging.getLogger(__name__)
 
+SLOW_CONSUMER_CLOSE_SECONDS = 10.0  # a slow consumer that still reads gets its 1013; one that does not, a TCP reset
+
 
 def update_frame(request_id: str, channel: str, raw: bytes) -> str:
     """An update frame around an already encoded record (encoded once, framed per subscription)."""
@@ -56,7 +58,8 @@ class Outbox:
         except asyncio.QueueFull:
             self.slow = True
             self.writer.cancel()
-            asyncio.get_running_loop().create_task(close(self.connection, 1013, "slow-consumer", self.metrics))
+            closing = close(self.connection, 1013, "slow-consumer", self.metrics, within=SLOW_CONSUMER_CLOSE_SECONDS)
+            asyncio.get_running_loop().create_task(closing)
             return False
         return True
 
