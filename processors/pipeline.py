@@ -266,10 +266,20 @@ class Pipeline:
 
     async def _write_table(self, table: Any, tp: Any, key: bytes, value: bytes | None) -> None:
         """The store and its changelog, the changelog write in the input's transaction."""
-        if value is None:
-            table.data.pop(key, None)
+        store = table.data
+        if hasattr(store, "_db_for_partition"):
+            # RocksDB: faust's store takes the partition from the current event, which a batch
+            # (the analytics agent's) does not have -- name it
+            db = store._db_for_partition(tp.partition)
+            if value is None:
+                db.delete(store._encode_key(key))
+            else:
+                store._key_index[key] = tp.partition
+                db.put(store._encode_key(key), value)
+        elif value is None:
+            store.pop(key, None)
         else:
-            table.data[key] = value
+            store[key] = value
         await self.output.send(table.changelog_topic.get_topic_name(), key, value, source=tp, partition=tp.partition)
 
     async def _fact(self, tp: Any, template_id: str, at: datetime, counts: Any, durations: list[float]) -> None:

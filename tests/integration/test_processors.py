@@ -172,6 +172,17 @@ async def test_kill_9_mid_stream_recovers_the_view_with_no_duplicate_version_and
 
     # the view was recovered from the changelog: the worker that restarted serves it in full
     inquiry = next(iter(expected))
+
+    async def served() -> bool:  # once the group has settled and the worker has restored its tables
+        try:
+            await fetch_view(first.port, inquiry)
+        except AssertionError:
+            return False
+        return True
+
+    from tests.kafkautil import wait_for
+
+    await wait_for(served, timeout=120)
     view = await fetch_view(first.port, inquiry)
     assert view.version == len(expected[inquiry])
     assert view.trusted.status == "approved"
