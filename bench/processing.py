@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 
 from bench.harness import Bench, Result
 from persona_stream.scenarios import plan_inquiry
@@ -50,7 +51,13 @@ async def produce_mix(bench: Bench, events: int) -> int:
 
 
 async def committed_total(admin: AIOKafkaAdminClient, group: str, topics: set[str]) -> int:
-    offsets = await admin.list_consumer_group_offsets(group)
+    """The group's committed offsets on ``topics``, summed; 0 while its coordinator is not up yet."""
+    try:
+        offsets = await admin.list_consumer_group_offsets(group)
+    except KafkaError as exc:
+        if not exc.retriable:  # a fresh broker: __consumer_offsets is created with the first group
+            raise
+        return 0
     return sum(meta.offset for tp, meta in offsets.items() if tp.topic in topics and meta.offset > 0)
 
 
