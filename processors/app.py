@@ -153,9 +153,6 @@ def create_app(settings: Settings) -> tuple[faust.App, Pipeline]:
             tokens.verify(header.removeprefix("Bearer ").strip() or None, ("firehose",))
         except TokenError as exc:
             return web.json({"code": exc.code, "message": str(exc)}, status=401)
-        if app.rebalancing or not app.tables.recovery.completed.is_set():
-            # its tables are being restored: "not found" now would be a lie (the gateway answers 503)
-            return web.json({"code": "recovering", "message": "the worker is restoring its state"}, status=503)
         found = pipeline.view_json(inquiry_id.encode())
         if found is None:
             return web.json({"code": "not-found", "message": "no such inquiry"}, status=404)
@@ -172,6 +169,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Pipeline]:
 
     async def view_when_ready(web: Any, request: Any, inquiry_id: str) -> Any:
         if app.rebalancing or not app.tables.recovery.completed.is_set():
+            # its tables are being restored: "not found" would be a lie (the gateway answers 503); and
             # before routing: the partitions and their owners are not known yet either
             return web.json({"code": "recovering", "message": "the worker is restoring its state"}, status=503)
         return await routed(web, request, inquiry_id=inquiry_id)
