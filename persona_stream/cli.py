@@ -164,7 +164,14 @@ def _gateway(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _worker(args: argparse.Namespace, settings: Settings) -> int:
+    from processors import versions
     from processors.app import run_worker
+
+    try:
+        versions.check()  # before anything starts: the runtime's classes need these exact versions
+    except versions.UnsupportedVersionError as exc:
+        print(f"persona-stream: {exc} [{exc.code}]", file=sys.stderr)
+        return 2
 
     async def prepare() -> None:
         bootstrap = await ensure_kafka(settings)

@@ -29,17 +29,14 @@ import os
 from datetime import UTC, datetime
 from typing import Any
 
-import faust
-
 from gateway.tokens import TokenAuthority, TokenError
 from persona_stream.settings import Settings
 from persona_stream.topics import TopicPlan
-from processors import faust_fixes
 from processors.analytics import WindowConfig
-from processors.commit_gate import CommitGate
 from processors.correlation import Config
 from processors.output import Output, OutputError
 from processors.pipeline import Pipeline, Tables
+from processors.runtime import Worker, WorkerApp
 from schemas.codec import encode
 from schemas.internal import Tick
 
@@ -48,15 +45,14 @@ log = logging.getLogger(__name__)
 EXIT_KAFKA_WRITE_FAILED = 70
 
 
-def create_app(settings: Settings) -> tuple[faust.App, Pipeline]:
-    faust_fixes.apply()
+def create_app(settings: Settings) -> tuple[WorkerApp, Pipeline]:
     plan = TopicPlan.from_settings(settings)
     datadir = settings.cache_dir / "workers" / settings.processors_id
     datadir.mkdir(parents=True, exist_ok=True)
     exactly_once = settings.processing_guarantee == "exactly_once"
-    app = faust.App(
+    app = WorkerApp(
         settings.processors_id,
-        broker=[f"kafka://{host.strip()}" for host in settings.bootstrap_servers().split(",")],
+        brokers=[host.strip() for host in settings.bootstrap_servers().split(",")],
         processing_guarantee=settings.processing_guarantee,
         store="rocksdb://" if settings.store == "rocksdb" else "memory://",
         datadir=str(datadir),
@@ -109,8 +105,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Pipeline]:
     inputs = app.topic(plan.client_events.name, plan.webhooks.name, plan.processor_ticks.name, **raw)
     facts = app.topic(plan.analytics_facts.name, plan.processor_ticks.name, **raw)
 
-    gate = CommitGate()  # each input's writes and its acknowledgement fall in one transaction
-    setattr(app, faust_fixes.GATE, gate)
+    gate = app.commit_gate  # each input's writes and its acknowledgement fall in one transaction
 
     async def correlate(stream: Any) -> None:
         async for event in stream.events():
@@ -189,8 +184,7 @@ def _stop_now() -> None:
 def run_worker(settings: Settings, loglevel: str = "warning") -> None:
     """Run one worker until SIGINT or SIGTERM (blocking)."""
     app, _ = create_app(settings)
-    worker = faust.Worker(app, loglevel=loglevel.upper(), quiet=True, redirect_stdouts=False)
-    worker.spinner = None  # a terminal spinner has no place in a service's output
+    worker = Worker(app, loglevel=loglevel.upper(), quiet=True, redirect_stdouts=False)
     # mode warns whenever a commit takes longer than the commit interval; at 0.1 s that is routine
     logging.getLogger("mode.timers").setLevel(logging.ERROR)
     worker.execute_from_commandline()

@@ -22,11 +22,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from aiokafka.partitioner import murmur2
-
 from persona_stream.topics import TopicPlan
 from processors import analytics, correlation, sessions
 from processors.output import Output, OutputError
+from processors.tables import partition_of
 from schemas.callbacks import INQUIRY_ID_PATTERN
 from schemas.codec import decode, encode
 from schemas.errors import SchemaError
@@ -182,7 +181,7 @@ class Pipeline:
         for key, raw in self.tables.deadlines.data.items():
             if raw is None:
                 continue
-            partition = (murmur2(key) & 0x7FFFFFFF) % partitions
+            partition = partition_of(key, partitions)
             heapq.heappush(self.deadlines.setdefault(partition, []), (datetime.fromisoformat(raw.decode()), key))
 
     # --- the analytics agent ---------------------------------------------------------------------

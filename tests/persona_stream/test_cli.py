@@ -86,3 +86,20 @@ def test_the_gateway_command_serves_and_stops_cleanly_on_sigterm(kafka_bootstrap
             process.wait()
         if process.stdout is not None:
             process.stdout.close()
+
+
+def test_a_worker_on_a_faust_version_it_was_not_written_for_refuses_to_start(tmp_path: object) -> None:
+    from pathlib import Path
+
+    site = Path(str(tmp_path))
+    info = site / "faust_streaming-0.16.0.dist-info"  # found before the real one: faust 0.16.0 "installed"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: faust-streaming\nVersion: 0.16.0\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PERSONA_STREAM_")}
+    env |= {"PYTHONPATH": str(site), "PERSONA_STREAM_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "persona_stream.cli", "worker"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2
+    assert "written against faust-streaming 0.15.3, but faust-streaming 0.16.0 is installed" in done.stderr
+    assert "[unsupported-version]" in done.stderr
