@@ -170,6 +170,12 @@ class Settings(BaseSettings):
     commit_interval_seconds: float = Field(
         default=0.1, gt=0, description="How often a worker commits (ends its transactions): the latency floor."
     )
+    worker_batch_size: int = Field(
+        default=1000, ge=1, description="Most inputs a worker processes together, in one transaction per partition."
+    )
+    worker_batch_seconds: float = Field(
+        default=0.02, gt=0, description="Longest a worker waits to fill a batch (added latency at low rates)."
+    )
     tick_interval_seconds: float = Field(default=1.0, gt=0, description="How often timers run (flags, windows).")
     awaiting_confirmation_seconds: float = Field(
         default=120.0, gt=0, description="After onComplete, how long to wait for a trusted completion before flagging."

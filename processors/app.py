@@ -3,7 +3,7 @@
 =========================  ==================================================================
 piece                      what it does
 =========================  ==================================================================
-agent ``correlate``        client-events + webhooks + ticks → :meth:`Pipeline.on_input`
+agent ``correlate``        client-events + webhooks + ticks, in batches → :meth:`Pipeline.on_batch`
 agent ``analytics``        analytics-facts + ticks, in batches → :meth:`Pipeline.on_analytics_batch`
 timer ``tick``             once a ``tick_interval_seconds``, a tick to each ticks partition this
                            worker owns, so timers run inside that partition's transaction
@@ -108,10 +108,10 @@ def create_app(settings: Settings) -> tuple[WorkerApp, Pipeline]:
     gate = app.commit_gate  # each input's writes and its acknowledgement fall in one transaction
 
     async def correlate(stream: Any) -> None:
-        async for event in stream.events():
+        async for batch in stream.take_events(settings.worker_batch_size, within=settings.worker_batch_seconds):
             async with gate.input():
                 try:
-                    await pipeline.on_input(event)
+                    await pipeline.on_batch(batch)
                 except OutputError:
                     _stop_now()
 

@@ -24,6 +24,7 @@ from typing import Any
 
 from persona_stream.topics import TopicPlan
 from processors import analytics, correlation, sessions
+from processors.batch import Batch, Pending
 from processors.output import Output, OutputError
 from processors.tables import partition_of
 from schemas.callbacks import INQUIRY_ID_PATTERN
@@ -71,42 +72,58 @@ class Pipeline:
         self.views: OrderedDict[bytes, InquiryView] = OrderedDict()
         self.windows: dict[bytes, AnalyticsWindow] = {}
         self.deadlines: dict[int, list[tuple[datetime, bytes]]] = {}
-        self.processed = 0
 
     # --- the correlate agent ---------------------------------------------------------------------
 
-    async def on_input(self, event: Any) -> None:
-        """One record of client-events, webhooks or ticks."""
-        message = event.message
+    async def on_batch(self, events: Sequence[Any]) -> None:
+        """A batch of client-events, webhooks and ticks, in the transactions of their partitions.
+
+        Each input is applied at once to the live view of its inquiry; what the batch writes is
+        gathered in a :class:`~processors.batch.Batch` and written at its end, coalesced.
+        """
+        batch = Batch(self.window_config.size_seconds)
+        for event in events:
+            await self._input(event.message, batch)
+        await self._write_batch(batch)
+
+    async def _input(self, message: Any, batch: Batch) -> None:
         topic = message.topic
+        batch.last_key = None
         try:
             if topic == self.topics.client_events.name:
-                await self._client_event(message)
+                await self._client_event(message, batch)
             elif topic == self.topics.webhooks.name:
-                await self._webhook(message)
+                await self._webhook(message, batch)
             elif topic == self.ticks_topic:
-                await self._deadlines_due(message)
-            self.processed += 1
+                self._deadlines_due(message, batch)
         except OutputError:
             raise
-        except SchemaError as exc:
+        except SchemaError as exc:  # rejected before it touched any state
             reason = "webhook-undecodable" if topic == self.topics.webhooks.name else "client-event-invalid"
             await self.dead_letter(message, reason, str(exc))
         except Exception as exc:
             log.exception("processing failed at %s[%d]@%d", topic, message.partition, message.offset)
-            self.views.pop(message.key or b"", None)
+            if batch.last_key is not None:
+                await self._replay_without(message, batch.last_key, batch)
             await self.dead_letter(message, "processing-failed", repr(exc))
 
-    async def _client_event(self, message: Any) -> None:
+    async def _replay_without(self, failed: Any, key: bytes, batch: Batch) -> None:
+        """An input failed half way through ``key``'s view: the batch's other inputs for it again,
+        from the state before the batch."""
+        self.views.pop(key, None)
+        for message in batch.discard(key):
+            if message is not failed:
+                await self._input(message, batch)
+
+    async def _client_event(self, message: Any, batch: Batch) -> None:
         record = decode(ClientEvent, message.value)
-        now = datetime.now(UTC)
         if isinstance(record, SessionLink) or record.inquiry_id is None:
             await self._session_event(message, record)
             return
         key = record.inquiry_id.encode()
-        view = self.load_view(key)
-        outcome = correlation.apply_callback(view, record, now, self.config)
-        await self._commit(message.tp, key, view, outcome, record.received_at)
+        pending = batch.touch(key, message.tp, self.load_view(key, batch))
+        outcome = correlation.apply_callback(pending.view, record, datetime.now(UTC), self.config)
+        self._gather(pending, message, outcome, record.received_at)
 
     async def _session_event(self, message: Any, record: CallbackRecord | SessionLink) -> None:
         key = message.key or f"session:{record.session}".encode()
@@ -129,7 +146,7 @@ class Pipeline:
                 message.tp, record.template_id or correlation.UNKNOWN_TEMPLATE, record.received_at, outcome.counts, []
             )
 
-    async def _webhook(self, message: Any) -> None:
+    async def _webhook(self, message: Any, batch: Batch) -> None:
         event = decode(WebhookEvent, message.value)
         key = message.key or event.inquiry_id().encode()
         received_at = _received_at(message)
@@ -137,20 +154,43 @@ class Pipeline:
             # an event about an object that names no inquiry: nothing to correlate it with
             await self._fact(message.tp, correlation.UNKNOWN_TEMPLATE, received_at, {"webhooks.unattached": 1}, [])
             return
-        view = self.load_view(key)
-        outcome = correlation.apply_webhook(view, event, datetime.now(UTC), self.config)
-        await self._commit(message.tp, key, view, outcome, received_at)
+        pending = batch.touch(key, message.tp, self.load_view(key, batch))
+        outcome = correlation.apply_webhook(pending.view, event, datetime.now(UTC), self.config)
+        self._gather(pending, message, outcome, received_at)
 
-    async def _commit(self, tp: Any, key: bytes, view: InquiryView, outcome: correlation.Outcome, at: datetime) -> None:
-        if outcome.view_changed:
-            await self._write_table(
-                self.tables.inquiries, tp, key, view.model_dump_json(exclude_defaults=True).encode()
-            )
-            await self._track_deadline(tp, key, view)
+    def _gather(self, pending: Pending, message: Any, outcome: correlation.Outcome, at: datetime) -> None:
+        """What one input does, kept for the end of the batch."""
+        pending.inputs.append(message)
+        pending.view_changed |= outcome.view_changed
         if outcome.status is not None:
-            await self.output.send(self.topics.inquiry_status.name, key, encode(outcome.status), source=tp)
+            pending.statuses.append(encode(outcome.status))
         if outcome.counts or outcome.durations:
-            await self._fact(tp, outcome.template_id, at, outcome.counts, outcome.durations)
+            pending.facts.append((outcome.template_id, at, outcome.counts, outcome.durations))
+
+    def _deadlines_due(self, message: Any, batch: Batch) -> None:
+        decode(Tick, message.value)
+        now = datetime.now(UTC)
+        heap = self.deadlines.get(message.partition, [])
+        while heap and heap[0][0] <= now:
+            _, key = heapq.heappop(heap)
+            if batch.view(key) is None and self.tables.deadlines.data.get(key) is None:
+                continue  # settled meanwhile
+            pending = batch.touch(key, message.tp, self.load_view(key, batch))
+            self._gather(pending, message, correlation.refresh(pending.view, now, self.config), now)
+
+    async def _write_batch(self, batch: Batch) -> None:
+        """One changelog write per inquiry, every status record in order, the facts summed."""
+        for key, pending in batch.changed_views():
+            view = pending.view
+            await self._write_table(
+                self.tables.inquiries, pending.source, key, view.model_dump_json(exclude_defaults=True).encode()
+            )
+            await self._track_deadline(pending.source, key, view)
+        status_topic = self.topics.inquiry_status.name
+        for key, pending, status in batch.statuses():
+            await self.output.send(status_topic, key, status, source=pending.source)
+        for fact_key, summed in batch.fact_sums().items():
+            await self._fact(summed.source, fact_key.template_id, summed.at, summed.counts, summed.durations)
 
     async def _track_deadline(self, tp: Any, key: bytes, view: InquiryView) -> None:
         deadline = correlation.next_deadline(view, self.config)
@@ -161,18 +201,6 @@ class Pipeline:
         await self._write_table(self.tables.deadlines, tp, key, wanted)
         if deadline is not None:
             heapq.heappush(self.deadlines.setdefault(tp.partition, []), (deadline, key))
-
-    async def _deadlines_due(self, message: Any) -> None:
-        decode(Tick, message.value)
-        now = datetime.now(UTC)
-        heap = self.deadlines.get(message.partition, [])
-        while heap and heap[0][0] <= now:
-            _, key = heapq.heappop(heap)
-            if self.tables.deadlines.data.get(key) is None:
-                continue  # settled meanwhile
-            view = self.load_view(key)
-            outcome = correlation.refresh(view, now, self.config)
-            await self._commit(message.tp, key, view, outcome, now)
 
     def rebuild_deadlines(self) -> None:
         """After recovery: the timers' index, from the (small) deadlines table."""
@@ -227,7 +255,10 @@ class Pipeline:
 
     # --- state -----------------------------------------------------------------------------------
 
-    def load_view(self, key: bytes) -> InquiryView:
+    def load_view(self, key: bytes, batch: Batch | None = None) -> InquiryView:
+        """The live view of ``key``: the batch's, the cache's, or decoded from the store."""
+        if batch is not None and (live := batch.view(key)) is not None:
+            return live  # type: ignore[no-any-return]
         view = self.views.get(key)
         if view is not None:
             self.views.move_to_end(key)
