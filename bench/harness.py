@@ -141,8 +141,11 @@ class Bench:
         return env
 
     def spawn(self, *command: str) -> subprocess.Popen[bytes]:
+        return self.spawn_module("persona_stream.cli", *command)
+
+    def spawn_module(self, module: str, *arguments: str) -> subprocess.Popen[bytes]:
         process = subprocess.Popen(
-            [sys.executable, "-m", "persona_stream.cli", *command],
+            [sys.executable, "-m", module, *arguments],
             env=self.env(),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
