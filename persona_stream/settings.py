@@ -152,7 +152,14 @@ class Settings(BaseSettings):
         "at_least_once: faster, status records may repeat after a crash (deduplicate on version).",
     )
     store: Literal["memory", "rocksdb"] = Field(
-        default="memory", description="Where a worker keeps inquiry views: memory, or RocksDB (needs rocksdict)."
+        default="rocksdb",
+        description="Where a worker keeps inquiry views: RocksDB on local disk, committed state only "
+        "(a restart replays only the changelog's tail), or memory (restored from the changelog on every start).",
+    )
+    state_dir: Path | None = Field(
+        default=None,
+        description="A worker's local state (RocksDB); one per worker instance. "
+        "Default: <cache_dir>/workers/<processors id>/<worker port>.",
     )
     worker_host: str = Field(default="127.0.0.1", description="Interface of the worker's internal view endpoint.")
     worker_advertised_host: str | None = Field(
@@ -202,6 +209,10 @@ class Settings(BaseSettings):
     def uses_local_kafka(self) -> bool:
         """True when no cluster is configured and the embedded broker must be used."""
         return self.kafka_bootstrap_servers is None
+
+    def worker_state_dir(self) -> Path:
+        """Where this worker instance keeps its local state: its own, never shared with another."""
+        return self.state_dir or self.cache_dir / "workers" / self.processors_id / str(self.worker_port)
 
     def bootstrap_servers(self) -> str:
         """The cluster to connect to: the configured one, or the embedded local broker."""

@@ -47,14 +47,14 @@ EXIT_KAFKA_WRITE_FAILED = 70
 
 def create_app(settings: Settings) -> tuple[WorkerApp, Pipeline]:
     plan = TopicPlan.from_settings(settings)
-    datadir = settings.cache_dir / "workers" / settings.processors_id
+    datadir = settings.worker_state_dir()
     datadir.mkdir(parents=True, exist_ok=True)
     exactly_once = settings.processing_guarantee == "exactly_once"
     app = WorkerApp(
         settings.processors_id,
         brokers=[host.strip() for host in settings.bootstrap_servers().split(",")],
         processing_guarantee=settings.processing_guarantee,
-        store="rocksdb://" if settings.store == "rocksdb" else "memory://",
+        store="persona-stream://" if settings.store == "rocksdb" else "memory://",
         datadir=str(datadir),
         topic_partitions=settings.partitions,
         topic_replication_factor=settings.replication_factor,

@@ -18,7 +18,8 @@ Consumer              * the fetch loop hands nothing over from a batch fetched b
                       * a record the stream skipped (never tracked) or fetched in an earlier
                         generation is not acknowledged as processed: otherwise it is committed
                         unprocessed at the next revocation
-                      * commits run only between inputs (:class:`~processors.commit_gate.CommitGate`)
+                      * commits run only between inputs (:class:`~processors.commit_gate.CommitGate`);
+                        at least once, a commit of offsets commits the local stores' writes
                       * on a rebalance abort, drop the acknowledged offsets of the aborted writes
 Producer              * commit every partition's transaction at once; a producer outside a
                         transaction (a graceful stop's second commit) commits in a new, empty one
@@ -26,6 +27,8 @@ Producer              * commit every partition's transaction at once; a producer
                       * a rebalance that finds a kept partition's transaction open with the last
                         generation's writes aborts it and has its tables recovered from the
                         changelog (Kafka Streams' "close dirty"): otherwise a version is doubled
+                      * a committed transaction's writes reach the local stores; an aborted
+                        one's are dropped (:mod:`processors.store`)
 ====================  ===========================================================================
 
 The table-side correction (forget a lost partition's entries) is :class:`processors.tables.Table`.
@@ -97,8 +100,11 @@ class Consumer(driver.Consumer):  # type: ignore[misc]
 
     async def commit(self, topics: Any = None, start_new_transaction: bool = True) -> bool:
         """faust's commit, run only while no input is half processed."""
-        async with self.worker_app.commit_gate.commit():
+        app = self.worker_app
+        async with app.commit_gate.commit():
             committed: bool = await super().commit(topics, start_new_transaction=start_new_transaction)
+            if committed and not app.in_transaction:  # at least once: the offsets committed, the writes flushed
+                await app.committed_writes.committed()
             return committed
 
     def forget_acknowledgements(self, group: int, partition: int) -> None:
@@ -213,6 +219,7 @@ class Producer(driver.Producer):  # type: ignore[misc]
                     await producer.begin_transaction()
                 await producer.send_offsets_to_transaction(offsets, group_id)
                 await producer.commit_transaction()
+                await self.worker_app.committed_writes.committed([int(transactional_id.rsplit("-", 1)[1])])
                 if start_new_transaction:
                     await producer.begin_transaction()
 
@@ -230,6 +237,7 @@ class Producer(driver.Producer):  # type: ignore[misc]
                 group, partition = (int(part) for part in transactional_id.rsplit("-", 2)[1:])
                 app.consumer.forget_acknowledgements(group, partition)
                 app.aborted.add(app.consumer_generation_id, partition)
+                app.committed_writes.aborted(partition)
             await super().maybe_begin_transaction(transactional_id)
 
 

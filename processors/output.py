@@ -38,10 +38,15 @@ class Output:
         *,
         source: Any,
         partition: int | None = None,
-    ) -> None:
-        """Append one record to the transaction of the input partition ``source`` (a faust TP)."""
+    ) -> Any:
+        """Append one record to the transaction of the input partition ``source`` (a faust TP).
+
+        Returns the send's future (its record's metadata, once Kafka has it).
+        """
         transactional_id = self.transactional_id(source.topic, source.partition) if self.exactly_once else None
         try:
-            await self.app.producer.send(topic, key, value, partition, None, None, transactional_id=transactional_id)
+            return await self.app.producer.send(
+                topic, key, value, partition, None, None, transactional_id=transactional_id
+            )
         except Exception as exc:
             raise OutputError(f"could not write to {topic}: {exc!r}") from exc

@@ -26,6 +26,7 @@ from persona_stream.topics import TopicPlan
 from processors import analytics, correlation, sessions
 from processors.batch import Batch, Pending
 from processors.output import Output, OutputError
+from processors.store import Store
 from processors.tables import partition_of
 from schemas.callbacks import INQUIRY_ID_PATTERN
 from schemas.codec import decode, encode
@@ -297,20 +298,18 @@ class Pipeline:
     async def _write_table(self, table: Any, tp: Any, key: bytes, value: bytes | None) -> None:
         """The store and its changelog, the changelog write in the input's transaction."""
         store = table.data
-        if hasattr(store, "_db_for_partition"):
-            # RocksDB: faust's store takes the partition from the current event, which a batch
-            # (the analytics agent's) does not have -- name it
-            db = store._db_for_partition(tp.partition)
-            if value is None:
-                db.delete(store._encode_key(key))
-            else:
-                store._key_index[key] = tp.partition
-                db.put(store._encode_key(key), value)
+        committed_only = isinstance(store, Store)
+        if committed_only:
+            store.put(tp.partition, key, value)  # reaches RocksDB when the transaction commits
         elif value is None:
             store.pop(key, None)
         else:
             store[key] = value
-        await self.output.send(table.changelog_topic.get_topic_name(), key, value, source=tp, partition=tp.partition)
+        sent = await self.output.send(
+            table.changelog_topic.get_topic_name(), key, value, source=tp, partition=tp.partition
+        )
+        if committed_only:
+            self.output.app.committed_writes.wrote(store, tp.partition, sent)
 
     async def _fact(self, tp: Any, template_id: str, at: datetime, counts: Any, durations: list[float]) -> None:
         fact = AnalyticsFact(template_id=template_id, at=at, counts=dict(counts), durations=durations)

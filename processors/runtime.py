@@ -5,7 +5,9 @@ driver (:mod:`processors.driver`) and the table class (:mod:`processors.tables`)
 
 * ``commit_gate`` -- inputs and commits are mutually exclusive (:mod:`processors.commit_gate`);
 * ``aborted`` -- the partitions whose open transaction a rebalance aborted, whose tables must be
-  recovered from the changelog.
+  recovered from the changelog;
+* ``committed_writes`` -- what each partition's open transaction wrote to the local stores, so
+  that it reaches RocksDB when, and only when, the transaction commits (:mod:`processors.store`).
 
 Its broker URLs use the driver's scheme and its tables the project's table class; it refuses to
 exist on a faust, mode or aiokafka version other than the pinned ones (:mod:`processors.versions`).
@@ -20,6 +22,7 @@ import faust
 from processors import versions
 from processors.commit_gate import CommitGate
 from processors.driver import SCHEME
+from processors.store import CommittedWrites
 from processors.tables import AbortedPartitions, Table
 
 
@@ -29,6 +32,7 @@ class WorkerApp(faust.App):  # type: ignore[misc]
         super().__init__(id, broker=[f"{SCHEME}://{host}" for host in brokers], Table=Table, **options)
         self.commit_gate = CommitGate()
         self.aborted = AbortedPartitions()
+        self.committed_writes = CommittedWrites()
 
 
 class Worker(faust.Worker):  # type: ignore[misc]

@@ -52,6 +52,11 @@ class Table(faust.Table):  # type: ignore[misc]
     async def on_rebalance(
         self, assigned: set[Any], revoked: set[Any], newly_assigned: set[Any], generation_id: int = 0
     ) -> None:
+        if getattr(self.data, "holds_committed_state_only", False):
+            # processors.store.Store: its RocksDB is committed state at a known offset, valid as it is;
+            # what an aborted or lost partition wrote since is dropped with the transaction
+            await super().on_rebalance(assigned, revoked, newly_assigned, generation_id)
+            return
         changelog = self.changelog_topic.get_topic_name()
         kept = {tp.partition for tp in assigned if tp.topic == changelog}
         lost = {tp for tp in revoked if tp.topic == changelog and tp.partition not in kept}

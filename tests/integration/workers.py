@@ -39,8 +39,14 @@ def worker_env(kafka_bootstrap: str, prefix: str, **overrides: object) -> dict[s
 class Worker:
     """One ``persona-stream worker`` process and its log file."""
 
-    def __init__(self, env: dict[str, str], log_dir: Path, name: str = "worker") -> None:
-        self.env = {**env, "PERSONA_STREAM_WORKER_PORT": env.get("PERSONA_STREAM_WORKER_PORT") or str(free_port())}
+    def __init__(self, env: dict[str, str], log_dir: Path, name: str = "worker", state: str | None = None) -> None:
+        """``state`` names its local state directory (under ``log_dir``): a worker restarted with the
+        same name finds the state its predecessor left; by default each worker has its own."""
+        self.env = {
+            "PERSONA_STREAM_STATE_DIR": str(log_dir / "state" / (state or name)),
+            **env,
+            "PERSONA_STREAM_WORKER_PORT": env.get("PERSONA_STREAM_WORKER_PORT") or str(free_port()),
+        }
         self.port = int(self.env["PERSONA_STREAM_WORKER_PORT"])
         self.log_path = log_dir / f"{name}.log"
         self.process: subprocess.Popen[bytes] | None = None

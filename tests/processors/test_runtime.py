@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,8 +24,11 @@ from processors.tables import Table, keys_in, partition_of
 
 
 @pytest.fixture
-def app() -> WorkerApp:
-    made, _ = create_app(Settings(topic_prefix="unit", partitions=3, kafka_bootstrap_servers="127.0.0.1:1"))
+def app(tmp_path: Path) -> WorkerApp:
+    settings = Settings(
+        topic_prefix="unit", partitions=3, kafka_bootstrap_servers="127.0.0.1:1", store="memory", state_dir=tmp_path
+    )
+    made, _ = create_app(settings)
     made.in_worker = True  # as faust's Worker sets it, before the consumer is made: it runs transactions
     return made
 
