@@ -11,10 +11,12 @@ import json
 import os
 import platform
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -101,6 +103,7 @@ class Bench:
     ws_port: int = field(default_factory=free_port)
     http_port: int = field(default_factory=free_port)
     worker_port: int = field(default_factory=free_port)
+    state_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="persona-stream-bench-")))
 
     @cached_property
     def settings(self) -> Settings:
@@ -132,6 +135,7 @@ class Bench:
                 "PERSONA_STREAM_HTTP_PORT": str(self.http_port),
                 "PERSONA_STREAM_WORKER_PORT": str(self.worker_port),
                 "PERSONA_STREAM_WORKER_URL": f"http://127.0.0.1:{self.worker_port}",
+                "PERSONA_STREAM_STATE_DIR": str(self.state_dir),  # a restarted worker finds its local state
                 "PERSONA_STREAM_MAX_CONNECTIONS": "20000",
                 "PERSONA_STREAM_RATE_PER_SECOND": "100000",
                 "PERSONA_STREAM_RATE_BURST": "100000",
@@ -173,6 +177,10 @@ class Bench:
                     process.kill()
                     process.wait()
         self.processes.clear()
+
+    def remove_state(self) -> None:
+        """The workers' local state: the benchmark's own, gone with it."""
+        shutil.rmtree(self.state_dir, ignore_errors=True)
 
 
 def wait_http(url: str, timeout: float, process: subprocess.Popen[bytes], *, any_status: bool = False) -> None:

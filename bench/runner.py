@@ -33,6 +33,7 @@ async def run(
             result = await scenario(bench, **(small if smoke else full))
         finally:
             bench.stop()
+            bench.remove_state()
         if smoke:
             result.notes.append("smoke run: sizes too small for the figures to mean anything")
         print(result.table(), flush=True)
