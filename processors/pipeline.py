@@ -110,7 +110,7 @@ class Pipeline:
         await self._commit(message.tp, key, view, outcome, record.received_at)
 
     async def _session_event(self, message: Any, record: CallbackRecord | SessionLink) -> None:
-        key = message.key or f"session:{record.session}".encode()
+        key = message.key or record.key().encode()
         raw = self.tables.sessions.data.get(key)
         buffer = decode(SessionBuffer, raw) if raw is not None else SessionBuffer(session=record.session)
         if isinstance(record, SessionLink):
