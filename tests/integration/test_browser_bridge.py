@@ -135,7 +135,7 @@ async def test_the_real_sdk_in_chromium_feeds_kafka_and_receives_the_trusted_dec
     assert kinds == Counter(c["callback"] for c in result["callbacks"])  # every callback the app saw, once each
     assert {"onLoad", "onReady", "onEvent", "onComplete"} <= set(kinds)
     for key, e in originals:
-        assert key == (inquiry if e.inquiry_id else f"session:{e.session}")
+        assert key == (inquiry if e.inquiry_id else f"session:{e.session}:{REFERENCE}")
         assert e.subject == REFERENCE
         assert e.template_id == TEMPLATE
     assert all(key == inquiry for key, e in written if e.relinked)  # pre-inquiry callbacks joined the inquiry
