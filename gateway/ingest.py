@@ -5,7 +5,7 @@ which returns one decision for the I/O layer (``gateway/client_ws.py``) to carry
 
 * :class:`Write` -- records to write to ``<p>.client-events``; acknowledge the frame once Kafka has
   them. A session's first frame that names its inquiry also writes a :class:`SessionLink`, so
-  the callbacks it sent before (keyed ``session:<id>``) can be joined to the inquiry downstream.
+  the callbacks it sent before (keyed ``session:<id>:<subject>``) can be joined to the inquiry downstream.
 * :class:`Duplicate` -- this gateway already wrote (subject, session, seq) durably: acknowledge,
   write nothing (a client resending after a reconnect). The subject is part of the identity: a
   session id is the browser's word, so another token holder who takes the same (session, seq)

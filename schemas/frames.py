@@ -16,7 +16,7 @@ Server → client (:data:`ServerFrame`)::
                  in Kafka (or was answered with an error frame)
     error        one frame was refused; ``code`` is stable, ``seq`` names the frame
     subscribed   a subscription's snapshot: the current state, with ``recovered``
-    update       one trusted change, or one analytics record, on a subscription
+    update       one status record (a trusted change or a flag), or one analytics record
 """
 
 from __future__ import annotations
