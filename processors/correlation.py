@@ -49,6 +49,7 @@ timer -- and only then; ``version`` is +1 per record and ``changed`` names what 
 record follows an event that changes nothing carried: a duplicate, the same snapshot under another
 event id, a verification, report, case or tags-only event. No record is published before the first
 inquiry snapshot (``status`` is never null): flags raised earlier ride on the first record.
+(:mod:`processors.publication` makes the records, :mod:`processors.flags` derives the flags.)
 
 For the webhooks of one inquiry, whatever the delivery order and however often each is repeated,
 the number of records and the last record's content are the same (a property test draws the sets
@@ -101,8 +102,10 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
+from processors import flags, publication
+from processors.flags import TRUSTED_COMPLETION, counted_claims
 from schemas.callbacks import (
     EventName,
     OnCancel,
@@ -112,12 +115,11 @@ from schemas.callbacks import (
     known_error,
     known_event,
 )
-from schemas.records import RECORD_FIELDS, CallbackRecord, Cause, Flags, RecordField, StatusRecord, Trigger
+from schemas.records import CallbackRecord, Flags, StatusRecord, Trigger
 from schemas.views import (
     AuditEntry,
     InquiryView,
     ObjectResult,
-    Published,
     SessionInfo,
     Stamp,
     SubjectClaims,
@@ -173,10 +175,7 @@ OBJECT_PROGRESS = {
     "approved": 4,
     "declined": 4,
 }
-TRUSTED_COMPLETION = frozenset({"completed", "failed", "needs_review", "approved", "declined"})
 DECISIONS = frozenset({"approved", "declined"})
-REJECTED = frozenset({"failed", "declined"})
-CLAIMED_SUCCESS = frozenset({"completed", "approved"})
 UNKNOWN_TEMPLATE = "unknown"
 TIMESTAMP_ATTRIBUTES = (
     "created_at",
@@ -472,57 +471,13 @@ def _step_of(callback: object) -> str | None:
 # --- flags, timers and records -----------------------------------------------------------------
 
 
-def counted_claims(view: InquiryView) -> SubjectClaims:
-    """The claims that count: the trusted reference id's subject's, or everyone's while none is known."""
-    claims = view.client.claims
-    reference = view.trusted.reference_id
-    if reference is not None:
-        return claims.get(reference) or SubjectClaims()
-    merged = SubjectClaims()
-    for subject in sorted(claims):
-        claim = claims[subject]
-        if claim.started_at is not None and (merged.started_at is None or claim.started_at < merged.started_at):
-            merged.started_at = claim.started_at
-        if claim.completed_at is not None and (merged.completed_at is None or claim.completed_at < merged.completed_at):
-            merged.completed_at, merged.claimed_status = claim.completed_at, claim.claimed_status
-    return merged
-
-
-def _counted_sessions(view: InquiryView) -> bool:
-    reference = view.trusted.reference_id
-    return any(reference is None or s.subject == reference for s in view.client.sessions.values())
-
-
 def derive_flags(view: InquiryView, now: datetime, config: Config) -> Flags:
-    trusted, claims = view.trusted, counted_claims(view)
-    window = timedelta(seconds=config.awaiting_confirmation_seconds)
-    completion_seen = view.trusted_completion_seen_at is not None
-    return Flags(
-        claimed_complete_but_rejected=claims.claimed_status in CLAIMED_SUCCESS and trusted.status in REJECTED,
-        awaiting_confirmation=claims.completed_at is not None
-        and not completion_seen
-        and now - claims.completed_at >= window,
-        left_early=(
-            view.trusted_completion_seen_at is not None
-            and _counted_sessions(view)
-            and claims.completed_at is None
-            and now - view.trusted_completion_seen_at >= window
-        ),
-        subject_mismatch=trusted.reference_id is not None
-        and any(subject != trusted.reference_id for subject in view.client.subjects),
-    )
+    return flags.derive(view, now, config.awaiting_confirmation_seconds)
 
 
 def next_deadline(view: InquiryView, config: Config) -> datetime | None:
     """When the flags may change with time alone (for the timer); None if they cannot."""
-    window = timedelta(seconds=config.awaiting_confirmation_seconds)
-    claims = counted_claims(view)
-    seen = view.trusted_completion_seen_at
-    if claims.completed_at is not None and seen is None and not view.flags.awaiting_confirmation:
-        return claims.completed_at + window
-    if seen is not None and _counted_sessions(view) and claims.completed_at is None and not view.flags.left_early:
-        return seen + window
-    return None
+    return flags.next_deadline(view, config.awaiting_confirmation_seconds)
 
 
 def refresh(view: InquiryView, now: datetime, config: Config) -> Outcome:
@@ -534,71 +489,20 @@ def refresh(view: InquiryView, now: datetime, config: Config) -> Outcome:
 
 
 def _refresh_flags(view: InquiryView, now: datetime, config: Config, outcome: Outcome) -> None:
-    flags = derive_flags(view, now, config)
-    if flags != view.flags:
-        for name in flags.raised():
+    derived = derive_flags(view, now, config)
+    if derived != view.flags:
+        for name in derived.raised():
             if not getattr(view.flags, name):
                 outcome.counts[f"disagreements.{name}"] += 1
-        view.flags = flags
+        view.flags = derived
         outcome.view_changed = True
 
 
-def _content(view: InquiryView) -> Published | None:
-    trusted = view.trusted
-    if trusted.status is None:
-        return None
-    return Published(
-        status=trusted.status,
-        reference_id=trusted.reference_id,
-        template_id=trusted.template_id,
-        milestones=list(view.milestones),
-        flags=view.flags,
-    )
-
-
-def _changes(before: Published | None, after: Published) -> list[RecordField]:
-    def values(content: Published | None) -> dict[str, object]:
-        if content is None:
-            return dict.fromkeys(RECORD_FIELDS)
-        flags = content.flags
-        return {
-            "status": content.status,
-            "reference_id": content.reference_id,
-            "template_id": content.template_id,
-            "milestones": content.milestones or None,
-            **{f"flags.{name}": getattr(flags, name) or None for name in Flags.model_fields},
-        }
-
-    old, new = values(before), values(after)
-    return [name for name in RECORD_FIELDS if old[name] != new[name]]  # type: ignore[misc]
-
-
 def _publish(view: InquiryView, outcome: Outcome, trigger: Trigger) -> None:
-    """A status record if what a record carries changed since the last one."""
-    content = _content(view)
-    if content is None or content == view.published:
-        return
-    trusted = view.trusted
-    assert trusted.event_id is not None
-    assert trusted.event_name is not None
-    assert trusted.created_at is not None
-    previous = view.published
-    view.version += 1
-    outcome.view_changed = True
-    outcome.status = StatusRecord(
-        inquiry_id=view.inquiry_id,
-        version=view.version,
-        status=content.status,
-        previous_status=previous.status if previous is not None else None,
-        reference_id=content.reference_id,
-        template_id=content.template_id,
-        milestones=content.milestones,
-        cause=Cause(event_id=trusted.event_id, event_name=trusted.event_name, created_at=trusted.created_at),
-        flags=content.flags,
-        changed=_changes(previous, content),
-        trigger=trigger,
-    )
-    view.published = content
+    record = publication.next_record(view, trigger)
+    if record is not None:
+        outcome.status = record
+        outcome.view_changed = True
 
 
 def template_of(view: InquiryView, record: CallbackRecord | None = None) -> str:

@@ -147,7 +147,7 @@ RecordField = Literal[
 ]
 """What a status record carries, by name: ``changed`` lists the ones that differ from the last record."""
 
-RECORD_FIELDS: tuple[str, ...] = get_args(RecordField)
+RECORD_FIELDS: tuple[RecordField, ...] = get_args(RecordField)
 
 
 class Trigger(BaseModel):
