@@ -30,9 +30,9 @@ A change the lifecycle does not allow  Applied (the newest snapshot is the truth
 Reference id and template id come      Order-independent: a late older snapshot cannot override a newer
 from the newest snapshot that names    one, and a redacted snapshot (reference id null) does not erase
 one.                                   the evidence.
-The trusted completion time is the     Order-independent; the start-to-completion time is measured
-earliest completion snapshot's         from it (for analytics, once both ends are known).
-``created-at``.
+The trusted completion time is the     Order-independent; the view's start-to-completion time follows
+earliest completion snapshot's         it (and the subject's earliest ``start``); analytics count the
+``created-at``.                        first measure, once both ends are known.
 ``verification.*``, ``report/*``,      Each updates its own map (by object id), newest ``(created-at,
 ``case.*`` events                      progress of its status, event id)`` first (``passed`` over
                                        ``submitted`` at the same millisecond); never the status.
@@ -357,14 +357,20 @@ def _audit(view: InquiryView, event: WebhookEvent, outcome: str, config: Config,
 
 
 def _measure_start_to_completion(view: InquiryView, outcome: Outcome) -> None:
-    """Once both the client's start and the trusted completion are known -- in either order."""
+    """Once both the client's start and the trusted completion are known -- in either order.
+
+    The view's value follows the earliest of each, whatever the arrival order; analytics get the
+    first measure only (a count cannot be taken back).
+    """
     started, completed = counted_claims(view).started_at, view.trusted_completed_at
-    if view.start_to_trusted_completion is not None or started is None or completed is None:
+    if started is None or completed is None:
         return
     seconds = (completed - started).total_seconds()
-    if seconds >= 0:
+    if seconds >= 0 and seconds != view.start_to_trusted_completion:
+        if view.start_to_trusted_completion is None:
+            outcome.durations.append(seconds)
         view.start_to_trusted_completion = seconds
-        outcome.durations.append(seconds)
+        outcome.view_changed = True
 
 
 # --- callbacks -------------------------------------------------------------------------------

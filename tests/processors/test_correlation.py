@@ -613,6 +613,9 @@ def test_start_to_completion_uses_the_earliest_completion_snapshot() -> None:
     start = callback(1, {"kind": "onEvent", "name": "start"})  # 11:30
     view, _ = run([start, snapshot("evt_2", "approved", 45), snapshot("evt_1", "completed", 40)])
     assert view.trusted_completed_at == datetime(2026, 3, 1, 11, 40, tzinfo=UTC)
+    assert view.start_to_trusted_completion == 600.0  # 11:30 to 11:40, as in delivery order
+    in_order, _ = run([start, snapshot("evt_1", "completed", 40), snapshot("evt_2", "approved", 45)])
+    assert in_order.start_to_trusted_completion == view.start_to_trusted_completion
 
 
 def test_a_record_says_what_triggered_it() -> None:
