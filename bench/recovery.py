@@ -111,9 +111,9 @@ async def wait_status(bench: Bench, inquiry_id: str, version: int, timeout: floa
 
 
 async def probe(bench: Bench, inquiry_id: str, step: int) -> None:
-    body = webhook_body(
-        f"evt_probe_{step}", "inquiry.updated-tags", "approved", datetime.now(UTC), inquiry_id, "user-00001"
-    )
+    # a change a status record carries (a tags-only event would publish nothing): review, then a decision
+    name, status = (("inquiry.marked-for-review", "needs_review"), ("inquiry.approved", "approved"))[(step - 1) % 2]
+    body = webhook_body(f"evt_probe_{step}", name, status, datetime.now(UTC), inquiry_id, "user-00001")
     producer = AIOKafkaProducer(bootstrap_servers=bench.bootstrap, acks="all", enable_idempotence=True)
     await producer.start()
     await producer.send_and_wait(bench.topics.webhooks.name, body, key=inquiry_id.encode())

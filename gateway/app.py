@@ -76,7 +76,7 @@ class Gateway:
             keep_field_values=s.keep_field_values,
             max_frame_bytes=s.max_frame_bytes,
         )
-        self.recent_frames: Recent[tuple[str, int]] = Recent(s.dedupe_cache_size)
+        self.recent_frames: Recent[tuple[str, str, int]] = Recent(s.dedupe_cache_size)
         self.receiver = WebhookReceiver(
             topics=self.topics,
             publisher=self.publisher,

@@ -4,7 +4,15 @@ The connection authenticates with its first frame, then streams callback frames.
 written to Kafka in a task of its own (at most ``max_inflight_frames`` at once; beyond, reading
 pauses and TCP pushes back on the client) and acknowledged, cumulatively, once Kafka has it.
 
+Tokens on an open connection (:class:`Lease`): ``ready`` announces the token's ``expires_at``; at
+that moment the gateway closes the connection with 4001 ``token-expired`` -- after flushing and
+acknowledging what is in flight -- unless the client sent a ``refresh`` frame with a new token
+for the same subject, scope, inquiry and template (answered ``refreshed``; a refused one is
+answered with an error frame -- ``token-invalid``, ``token-expired``, ``token-scope``,
+``token-mismatch`` -- and the old expiry stands).
+
 Closing codes: 1008 with ``auth-timeout``, ``auth-required``, ``token-*`` or ``too-many-errors``;
+4001 ``token-expired`` when the token of an open connection expires without a refresh;
 1013 ``rate-limited`` over the rate limit (the frame is resent after reconnecting);
 1009 when a message exceeds ``max_frame_bytes`` (the websockets library closes it); 1013
 ``kafka-unavailable`` when a write is not confirmed -- nothing after it is acknowledged and the
@@ -18,20 +26,21 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
-from gateway.ingest import AckTracker, Close, Duplicate, IngestConnection, IngestLimits, Recent, Reject, Write
+from gateway.ingest import AckTracker, Close, Duplicate, IngestConnection, IngestLimits, Recent, Refresh, Reject, Write
 from gateway.metrics import GatewayMetrics
 from gateway.publisher import Message, Publisher, PublishError
 from gateway.tokens import Claims, Scope, TokenAuthority, TokenError
 from persona_stream.topics import TopicPlan
 from schemas.codec import decode, encode
 from schemas.errors import SchemaError
-from schemas.frames import AckFrame, AuthFrame, ErrorFrame, ReadyFrame
+from schemas.frames import AckFrame, AuthFrame, ErrorFrame, ReadyFrame, RefreshedFrame
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +91,57 @@ async def send(connection: ServerConnection, frame: Any) -> None:
         await connection.send(encode(frame).decode())
 
 
+TOKEN_EXPIRED = 4001
+
+
+class Lease:
+    """An open connection's token: closes the connection when it expires, unless refreshed.
+
+    ``before_close`` runs first (the ingest connection flushes and acknowledges its writes).
+    """
+
+    def __init__(
+        self,
+        connection: ServerConnection,
+        tokens: TokenAuthority,
+        claims: Claims,
+        scopes: tuple[Scope, ...],
+        metrics: GatewayMetrics,
+        before_close: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        self.connection, self.tokens, self.claims, self.scopes = connection, tokens, claims, scopes
+        self.metrics, self.before_close = metrics, before_close
+        self.expired = False
+        self._task = asyncio.create_task(self._expire())
+
+    async def _expire(self) -> None:
+        await asyncio.sleep(max(0.0, self.claims.expires_at - time.time()))
+        self.expired = True
+        if self.before_close is not None:
+            await self.before_close()
+        await close(self.connection, TOKEN_EXPIRED, "token-expired", self.metrics)
+
+    def refresh(self, token: str) -> RefreshedFrame | ErrorFrame:
+        """Take a refresh token; the answer to send."""
+        if self.expired:
+            return ErrorFrame(code="token-expired", message="the connection's token has expired")
+        try:
+            self.claims = self.tokens.refresh(self.claims, token, self.scopes)
+        except TokenError as exc:
+            return ErrorFrame(code=exc.code, message=str(exc))
+        self._task.cancel()  # not expired: the timer is still asleep
+        self._task = asyncio.create_task(self._expire())
+        return RefreshedFrame(expires_at=self.claims.expires_at)
+
+    async def stop(self) -> None:
+        if asyncio.current_task() is self._task:
+            return
+        if not self.expired:
+            self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task  # an expiry under way finishes its close first
+
+
 class IngestHandler:
     """One ingest connection from accept to close."""
 
@@ -93,7 +153,7 @@ class IngestHandler:
         publisher: Publisher,
         topics: TopicPlan,
         limits: IngestLimits,
-        recent: Recent[tuple[str, int]],
+        recent: Recent[tuple[str, str, int]],
         metrics: GatewayMetrics,
         auth_timeout: float,
         idle_timeout: float,
@@ -131,19 +191,23 @@ class IngestHandler:
                     "rate_burst": self.limits.rate_burst,
                     "max_sessions": self.limits.max_sessions,
                 },
+                expires_at=claims.expires_at,
             ),
         )
         self.reader = asyncio.current_task()
+        lease = Lease(self.connection, self.tokens, claims, ("ingest",), self.metrics, self._drain)
         try:
-            await self._read(core)
+            await self._read(core, lease)
         except asyncio.CancelledError:
             # gateway shutdown: flush what is in flight, acknowledge it, then say goodbye
+            await lease.stop()
             await self._drain()
             await close(self.connection, 1001, "shutdown", self.metrics)
             return
+        await lease.stop()
         await self._drain()
 
-    async def _read(self, core: IngestConnection) -> None:
+    async def _read(self, core: IngestConnection, lease: Lease) -> None:
         while not self.failed:
             try:
                 message = await asyncio.wait_for(self.connection.recv(), self.idle_timeout)
@@ -160,6 +224,12 @@ class IngestHandler:
                 task = asyncio.create_task(self._write(decision, entry))
                 self.writes.add(task)
                 task.add_done_callback(self.writes.discard)
+            elif isinstance(decision, Refresh):
+                answer = lease.refresh(decision.token)
+                core.claims = lease.claims
+                if isinstance(answer, ErrorFrame):
+                    self.metrics.frames_rejected.labels(answer.code).inc()
+                await send(self.connection, answer)
             elif isinstance(decision, Duplicate):
                 self.metrics.frames_deduplicated.inc()
                 self.tracker.add(decision.session, decision.seq, done=True)
@@ -185,7 +255,7 @@ class IngestHandler:
             return
         finally:
             self.inflight.release()
-        self.recent.add((decision.session, decision.seq))
+        self.recent.add((decision.subject, decision.session, decision.seq))
         self.tracker.complete(entry)
         self._request_flush()
 

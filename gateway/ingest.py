@@ -5,15 +5,20 @@ which returns one decision for the I/O layer (``gateway/client_ws.py``) to carry
 
 * :class:`Write` -- records to write to ``<p>.client-events``; acknowledge the frame once Kafka has
   them. A session's first frame that names its inquiry also writes a :class:`SessionLink`, so
-  the callbacks it sent before (keyed ``session:<id>``) can be joined to the inquiry downstream.
-* :class:`Duplicate` -- this gateway already wrote (session, seq) durably: acknowledge, write
-  nothing (a client resending after a reconnect).
+  the callbacks it sent before (keyed ``session:<id>:<subject>``) can be joined to the inquiry downstream.
+* :class:`Duplicate` -- this gateway already wrote (subject, session, seq) durably: acknowledge,
+  write nothing (a client resending after a reconnect). The subject is part of the identity: a
+  session id is the browser's word, so another token holder who takes the same (session, seq)
+  first never gets the real frame dropped as its duplicate.
+* :class:`Refresh` -- a refresh frame: the I/O layer verifies the new token and, if it is for the
+  same subject, scope, inquiry and template, moves the connection's expiry.
 * :class:`Reject` -- answer with an error frame; the connection stays open.
 * :class:`Close` -- close the connection with a code and a reason (abuse crossed a limit).
 
 Rejection codes (error frames): ``invalid-json``, ``invalid-frame`` (with the field),
 ``unknown-frame-type``, ``seq-missing``, ``seq-repeated``, ``too-many-sessions``,
-``inquiry-forbidden`` -- final: the frame is dropped, and acknowledgements move past it. Close:
+``inquiry-forbidden``, ``inquiry-mismatch`` (the frame's ``inquiry`` and the callback's own
+``inquiryId`` differ) -- final: the frame is dropped, and acknowledgements move past it. Close:
 1008 ``too-many-errors`` once a connection has earned more rejections than its limit.
 
 Over the rate limit the frame is *not* dropped: the connection answers ``rate-limited`` (retriable)
@@ -39,10 +44,10 @@ from gateway.tokens import Claims
 from schemas.callbacks import FieldValue, OnCancel, OnComplete, inquiry_id_of
 from schemas.codec import validate
 from schemas.errors import SchemaError
-from schemas.frames import CallbackFrame, ErrorFrame
+from schemas.frames import CallbackFrame, ErrorFrame, RefreshFrame
 from schemas.records import CallbackRecord, SessionLink
 
-CLIENT_FRAME_TYPES = frozenset({"callback"})
+CLIENT_FRAME_TYPES = frozenset({"callback", "refresh"})
 OTHER_FRAME_TYPES = frozenset({"auth", "subscribe", "unsubscribe"})
 
 
@@ -58,6 +63,7 @@ class IngestLimits:
 
 @dataclass(frozen=True)
 class Write:
+    subject: str
     session: str
     seq: int
     records: tuple[CallbackRecord | SessionLink, ...]
@@ -84,7 +90,12 @@ class Close:
     reason: str
 
 
-Decision = Write | Duplicate | Reject | Close
+@dataclass(frozen=True)
+class Refresh:
+    token: str
+
+
+Decision = Write | Duplicate | Reject | Close | Refresh
 
 
 class TokenBucket:
@@ -137,7 +148,7 @@ class IngestConnection:
     claims: Claims
     origin: str | None
     limits: IngestLimits
-    recent: Recent[tuple[str, int]]
+    recent: Recent[tuple[str, str, int]]
     now: float
     errors: int = 0
     sessions: dict[str, _Session] = field(default_factory=dict)
@@ -172,6 +183,11 @@ class IngestConnection:
             return self._reject("invalid-frame", "a frame is an object with a type", field="type")
         if document["type"] not in CLIENT_FRAME_TYPES:
             return self._reject("unknown-frame-type", f"no frame type {document['type']!r} here", seq, session_id)
+        if document["type"] == "refresh":
+            try:
+                return Refresh(validate(RefreshFrame, document).token)
+            except SchemaError as exc:
+                return self._reject("invalid-frame", str(exc), field=exc.field)
         if "seq" not in document:
             return self._reject("seq-missing", "a callback frame needs a seq", None, session_id, field="seq")
         try:
@@ -195,10 +211,19 @@ class IngestConnection:
                 frame.seq,
                 frame.session,
             )
-        if (frame.session, frame.seq) in self.recent:
+        if (self.claims.subject, frame.session, frame.seq) in self.recent:
             state.last_seq = frame.seq
             return Duplicate(frame.session, frame.seq)
-        inquiry_id = frame.inquiry or inquiry_id_of(frame.callback) or state.inquiry_id
+        own = inquiry_id_of(frame.callback)
+        if frame.inquiry is not None and own is not None and frame.inquiry != own:
+            return self._reject(
+                "inquiry-mismatch",
+                f"the frame names {frame.inquiry} but its callback names {own}",
+                frame.seq,
+                frame.session,
+                field="inquiry",
+            )
+        inquiry_id = frame.inquiry or own or state.inquiry_id
         if inquiry_id and self.claims.inquiry_id and inquiry_id != self.claims.inquiry_id:
             return self._reject("inquiry-forbidden", "the token is for another inquiry", frame.seq, frame.session)
         state.last_seq = frame.seq
@@ -224,7 +249,7 @@ class IngestConnection:
                 callback=self._stored(frame.callback),
             )
         )
-        return Write(frame.session, frame.seq, tuple(records))
+        return Write(self.claims.subject, frame.session, frame.seq, tuple(records))
 
     def _stored(self, callback: Any) -> Any:
         """The callback as it may be stored: never a session token; field values only if allowed."""

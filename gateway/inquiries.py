@@ -41,7 +41,7 @@ from schemas.views import InquiryView
 _INQUIRY = re.compile(INQUIRY_ID_PATTERN)
 
 PROVENANCE = {
-    "trusted": "verified Persona webhooks only; version increases with every trusted change",
+    "trusted": "verified Persona webhooks only; version counts the status records published",
     "audit": "every webhook event seen for this inquiry, and whether it was applied",
     "client": "the browser's callbacks as received: unverified claims, never trusted",
     "flags": "derived from both: where the client's word and the server's disagree",

@@ -20,14 +20,21 @@ import orjson
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
-from gateway.client_ws import authenticate, close
+from gateway.client_ws import Lease, authenticate, close
 from gateway.metrics import GatewayMetrics
 from gateway.statuses import StatusCache
 from gateway.subscriptions import Channel, may_see, plan, refusal
 from gateway.tokens import Claims, TokenAuthority
 from schemas.codec import decode, encode
 from schemas.errors import SchemaError
-from schemas.frames import ErrorFrame, ReadyFrame, SubscribedFrame, SubscribeFrame, UnsubscribeFrame
+from schemas.frames import (
+    ErrorFrame,
+    ReadyFrame,
+    RefreshFrame,
+    SubscribedFrame,
+    SubscribeFrame,
+    UnsubscribeFrame,
+)
 from schemas.records import AnalyticsRecord, StatusRecord
 
 log = logging.getLogger(__name__)
@@ -156,6 +163,7 @@ class SubscribeHandler:
         self.max_subscriptions, self.max_errors = max_subscriptions, max_errors
         self.subscriptions: dict[str, Subscription] = {}
         self.errors = 0
+        self.lease: Lease
 
     async def run(self) -> None:
         claims = await authenticate(
@@ -171,9 +179,11 @@ class SubscribeHandler:
                     subject=claims.subject,
                     scope=claims.scope,
                     limits={"max_subscriptions": self.max_subscriptions, "queue_size": self.queue_size},
+                    expires_at=claims.expires_at,
                 )
             ).decode()
         )
+        self.lease = Lease(self.connection, self.tokens, claims, ("subscribe", "firehose"), self.metrics)
         try:
             async for message in self.connection:
                 if not await self._handle(message, claims, outbox):
@@ -183,6 +193,7 @@ class SubscribeHandler:
         finally:
             for subscription in self.subscriptions.values():
                 self.hub.remove(subscription)
+            await self.lease.stop()
             await outbox.stop()
 
     async def _handle(self, message: str | bytes, claims: Claims, outbox: Outbox) -> bool:
@@ -192,9 +203,15 @@ class SubscribeHandler:
             return await self._error(outbox, "invalid-json", "the frame is not JSON")
         kind = document.get("type") if isinstance(document, dict) else None
         request_id = document.get("id") if isinstance(document, dict) and isinstance(document.get("id"), str) else None
-        if kind not in ("subscribe", "unsubscribe"):
+        if kind not in ("subscribe", "unsubscribe", "refresh"):
             return await self._error(outbox, "unknown-frame-type", f"no frame type {kind!r} here", request_id)
         try:
+            if kind == "refresh":
+                answer = self.lease.refresh(decode(RefreshFrame, message).token)
+                if isinstance(answer, ErrorFrame):
+                    return await self._error(outbox, answer.code, answer.message)
+                outbox.offer(encode(answer).decode())
+                return True
             if kind == "unsubscribe":
                 stop = decode(UnsubscribeFrame, message)
                 subscription = self.subscriptions.pop(stop.id, None)
@@ -210,7 +227,7 @@ class SubscribeHandler:
             await close(self.connection, 1008, "too-many-subscriptions", self.metrics)
             return False
         channel = Channel.parse(frame.channel)
-        if (code := refusal(claims, channel, self.hub.cache)) is not None:
+        if (code := refusal(claims, channel)) is not None:
             return await self._error(outbox, code, f"not allowed to follow {frame.channel}", frame.id)
         subscription = Subscription(frame.id, channel, claims, outbox)
         # register and plan in one synchronous step: every later record reaches the subscription
@@ -288,17 +305,24 @@ async def serve_analytics(
                 subject=claims.subject,
                 scope=claims.scope,
                 limits={"queue_size": queue_size},
+                expires_at=claims.expires_at,
             )
         ).decode()
     )
     for raw in hub.recent():
         outbox.offer(update_frame("analytics", "analytics", raw))
     hub.outboxes.add(outbox)
+    lease = Lease(connection, tokens, claims, ("analytics",), metrics)
     try:
-        async for _ in connection:
-            pass  # nothing to say on this channel; reading keeps pings answered
+        async for message in connection:  # reading keeps pings answered; only refresh frames mean anything
+            try:
+                answer = lease.refresh(decode(RefreshFrame, message).token)
+            except SchemaError as exc:
+                answer = ErrorFrame(code="invalid-frame", message=str(exc), field=exc.field)
+            outbox.offer(encode(answer).decode())
     except ConnectionClosed:
         pass
     finally:
         hub.outboxes.discard(outbox)
+        await lease.stop()
         await outbox.stop()

@@ -13,14 +13,16 @@ scope      channel         allowed when
 =========  ==============  ================================================================
 firehose   any             always
 subscribe  ``mine``        always (it only ever carries the subject's own inquiries)
-subscribe  ``inquiry:X``   the token names X (``inq``), or X is not known yet, or X's trusted
-                           reference-id is the subject; refused (``channel-forbidden``) when X
-                           is known to belong to someone else
+subscribe  ``inquiry:X``   the token names no inquiry, or names X; refused
+                           (``channel-forbidden``) when it names another
 subscribe  ``all``         never
 =========  ==============  ================================================================
 
-A subscription to an inquiry not known yet is not a leak: every record is checked again on
-delivery (:func:`may_see`), so it only ever carries records whose reference-id is the subject.
+Whether X exists, or whose it is, never changes the answer: a subscription to someone else's
+inquiry is answered exactly like one to an inquiry nobody has seen yet (``subscribed``, an empty
+snapshot), so subscribing cannot probe for inquiry ids. It is not a leak either: every record is
+checked on delivery (:func:`may_see`), so it only ever carries records whose reference-id is the
+subject.
 
 Snapshot, then live (:func:`plan`): the I/O layer registers the subscription and calls
 :func:`plan` in one step (no await in between), so every later record reaches the subscription
@@ -59,18 +61,14 @@ class Channel:
         return f"inquiry:{self.inquiry_id}" if self.kind == "inquiry" else self.kind
 
 
-def refusal(claims: Claims, channel: Channel, cache: StatusCache) -> str | None:
+def refusal(claims: Claims, channel: Channel) -> str | None:
     """None if ``claims`` may subscribe to ``channel``, else the error code."""
     if claims.scope == "firehose":
         return None
     if claims.scope != "subscribe" or channel.kind == "all":
         return "channel-forbidden"
-    if channel.kind == "inquiry":
-        if claims.inquiry_id is not None:
-            return None if claims.inquiry_id == channel.inquiry_id else "channel-forbidden"
-        latest = cache.latest(channel.inquiry_id or "")
-        if latest is not None and latest.reference_id is not None and latest.reference_id != claims.subject:
-            return "channel-forbidden"
+    if channel.kind == "inquiry" and claims.inquiry_id is not None and claims.inquiry_id != channel.inquiry_id:
+        return "channel-forbidden"
     return None
 
 

@@ -15,6 +15,11 @@ Errors (:class:`TokenError`, ``code``)::
                     included), a missing or malformed claim
     token-expired   ``exp`` has passed
     token-scope     a valid token whose scope does not open this endpoint
+    token-mismatch  a refresh token for another subject, scope, inquiry or template than the
+                    connection's (:meth:`TokenAuthority.refresh`)
+
+An open websocket lives as long as its token: the gateway closes it with 4001 ``token-expired``
+at ``exp`` unless the client sent a ``refresh`` frame with a new token for the same identity.
 """
 
 from __future__ import annotations
@@ -114,6 +119,20 @@ class TokenAuthority:
         if template is not None and not (isinstance(template, str) and 0 < len(template) <= 200):
             raise TokenError("token-invalid", "tmpl must be a string")
         return Claims(subject, scope, int(expires), inquiry, template)
+
+    def refresh(self, current: Claims, token: str, allowed: tuple[Scope, ...], *, now: float | None = None) -> Claims:
+        """The claims of a refresh token for an open connection: genuine, current, and for exactly
+        the identity the connection was opened with (only the expiry may move)."""
+        claims = self.verify(token, allowed, now=now)
+        same = (claims.subject, claims.scope, claims.inquiry_id, claims.template_id) == (
+            current.subject,
+            current.scope,
+            current.inquiry_id,
+            current.template_id,
+        )
+        if not same:
+            raise TokenError("token-mismatch", "a refresh token must name the connection's subject, scope and inquiry")
+        return claims
 
 
 _INQUIRY = re.compile(r"inq_[A-Za-z0-9_-]{1,100}")

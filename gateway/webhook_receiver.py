@@ -14,9 +14,10 @@ HTTP   code                    when
 503    kafka-unavailable       Kafka did not confirm in time: Persona retries later
 =====  ======================  ==============================================================
 
-The body is kept byte for byte: the record's value is exactly what Persona signed. Persona's
-delivery headers travel as Kafka headers. The answer comes only after Kafka's acknowledgement,
-bounded by ``produce_timeout_seconds`` so that it stays inside Persona's 5 s.
+An event about an object linked to several inquiries (a case) is written once per inquiry, keyed
+by each; the answer names the first. The body is kept byte for byte: the record's value is
+exactly what Persona signed. Persona's delivery headers travel as Kafka headers. The answer
+comes only after Kafka's acknowledgement, bounded by ``produce_timeout_seconds`` so that it stays inside Persona's 5 s.
 """
 
 from __future__ import annotations
@@ -89,10 +90,12 @@ class WebhookReceiver:
             (WEBHOOK_RECEIVED_AT_HEADER, received_at.isoformat().encode()),
             (WEBHOOK_EVENT_ID_HEADER, event.event_id.encode()),
         ]
-        inquiry_id = event.inquiry_id()
-        message = Message(self.topics.webhooks.name, inquiry_id.encode(), body, headers)
+        # an object linked to several inquiries (a case) is written once under each one's key
+        inquiries = event.inquiry_ids()
+        messages = [Message(self.topics.webhooks.name, inquiry.encode(), body, headers) for inquiry in inquiries]
+        inquiry_id = inquiries[0]
         try:
-            await self.publisher.send([message])
+            await self.publisher.send(messages)
         except PublishError as exc:
             return self._answer(503, exc.code, "Kafka is unavailable; retry later", retry_after=True)
         self.recent.add(event.event_id)

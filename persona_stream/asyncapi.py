@@ -81,7 +81,9 @@ def document(settings: Settings) -> dict[str, Any]:
         "A Persona webhook body, byte for byte as Persona signed it.",
         "validation",
     )
-    status = c.message("StatusRecord", records.StatusRecord, "One trusted change of one inquiry.")
+    status = c.message(
+        "StatusRecord", records.StatusRecord, "One change of an inquiry's status record: its trusted status or a flag."
+    )
     analytics = c.message("AnalyticsRecord", records.AnalyticsRecord, "Funnel counts of one template over one window.")
     dead = c.message("DeadLetter", records.DeadLetter, "A record that could not be processed, and why.")
     client_frame = c.message("ClientFrame", frames.ClientFrame, "A frame a client sends.", "validation")
@@ -140,7 +142,10 @@ def document(settings: Settings) -> dict[str, Any]:
         "writeClientEvents": op("send", "clientEvents", ["ClientEvent"], "The gateway writes each accepted callback."),
         "writeWebhooks": op("send", "webhooks", ["WebhookEvent"], "The gateway writes each verified webhook."),
         "publishStatus": op(
-            "send", "inquiryStatus", ["StatusRecord"], "Workers publish each trusted change, once, in order."
+            "send",
+            "inquiryStatus",
+            ["StatusRecord"],
+            "Workers publish each change (trusted status or flag), once, in order.",
         ),
         "publishAnalytics": op("send", "analytics", ["AnalyticsRecord"], "Workers publish analytics windows."),
         "writeDeadLetters": op(

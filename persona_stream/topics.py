@@ -4,8 +4,8 @@
 topic                    key                         partitions  configuration
 =======================  ==========================  ==========  ===============================
 <p>.client-events        inquiry id, or              N           delete, 7 days
-                         ``session:<id>`` before
-                         the inquiry is known
+                         ``session:<id>:<sub>``
+                         before the inquiry is known
 <p>.webhooks             inquiry id                  N           delete, 30 days
 <p>.inquiry-status       inquiry id                  N           compact (latest per inquiry)
 <p>.analytics            template id                 1           delete, 30 days
@@ -71,7 +71,9 @@ class TopicPlan:
             return {"cleanup.policy": "delete", "retention.ms": str(days * DAY_MS), "min.insync.replicas": min_isr}
 
         return cls(
-            client_events=TopicSpec(f"{prefix}.client-events", "inquiry id or session:<id>", n, rf, delete(7)),
+            client_events=TopicSpec(
+                f"{prefix}.client-events", "inquiry id or session:<id>:<subject>", n, rf, delete(7)
+            ),
             webhooks=TopicSpec(f"{prefix}.webhooks", "inquiry id", n, rf, delete(30)),
             inquiry_status=TopicSpec(
                 f"{prefix}.inquiry-status",

@@ -8,7 +8,7 @@ agent ``analytics``        analytics-facts + ticks, in batches → :meth:`Pipeli
 timer ``tick``             once a ``tick_interval_seconds``, a tick to each ticks partition this
                            worker owns, so timers run inside that partition's transaction
 table ``inquiries``        inquiry id → :class:`~schemas.views.InquiryView` (memory or RocksDB)
-table ``sessions``         ``session:<id>`` → callbacks waiting for their inquiry
+table ``sessions``         ``session:<id>:<subject>`` → callbacks waiting for their inquiry
 table ``deadlines``        inquiry id → when its flags may change with time alone
 table ``analytics``        ``template|window`` → one analytics window
 page ``/v1/views/{id}``    one view as JSON, for the gateway; routed to the worker that owns the

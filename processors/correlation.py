@@ -1,4 +1,4 @@
-"""The correlation core: how webhooks and client callbacks shape one inquiry's view.
+"""The correlation core: how webhooks and client callbacks shape one inquiry's view and its records.
 
 Pure and synchronous: no faust, no Kafka, no clock -- time is passed in. The faust agents in
 ``processors/app.py`` only load a view, call one function here, and write what it returns.
@@ -17,43 +17,77 @@ by ``created-at``.                     equal timestamps are broken first by life
                                        needs_review < approved = declined), then by event id -- any
                                        arrival order gives the same result.
 An older snapshot arriving late        It never rolls the status back; it is recorded in the audit trail
-changes nothing.                       as ``stale``. Its status still counts as a milestone reached.
+changes nothing but milestones.        as ``stale``. Its status still counts as a milestone reached.
 A repeated event id changes nothing.   Recorded as ``duplicate``.
 Unknown ``inquiry.*`` names are        The vendor's list grows; an unknown event carrying the inquiry is
 snapshots like the others.             still the inquiry as it was at that moment.
-``verification.*``, ``report/*``,      Each updates its own map (by object id), newest ``created-at``
-``case.*`` events                      first; they never touch the status.
+A name that says another status than   Audited (note ``name-status-mismatch``); the payload is the
+its payload (``inquiry.approved``      inquiry, so its status is applied -- the event never counts as a
+carrying ``completed``)                decision it does not carry.
+A change the lifecycle does not allow  Applied (the newest snapshot is the truth) and audited (note
+(``expired`` after ``completed``)      ``unexpected-transition``); a transition is allowed when the
+                                       lifecycle can reach it, skipped events included.
+Reference id and template id come      Order-independent: a late older snapshot cannot override a newer
+from the newest snapshot that names    one, and a redacted snapshot (reference id null) does not erase
+one.                                   the evidence.
+The trusted completion time is the     Order-independent; the view's start-to-completion time follows
+earliest completion snapshot's         it (and the subject's earliest ``start``); analytics count the
+``created-at``.                        first measure, once both ends are known.
+``verification.*``, ``report/*``,      Each updates its own map (by object id), newest ``(created-at,
+``case.*`` events                      progress of its status, event id)`` first (``passed`` over
+                                       ``submitted`` at the same millisecond); never the status.
 Any other event (``document.*``,       Kept in the audit trail as ``recorded``.
 ``account.*``, unknown families)
-The version increases by one each      A status record is published then, and only then, with the
-time the trusted part changes.         previous status and the event that caused the change.
 =====================================  ===============================================================
+
+Status records
+==============
+
+A record carries the trusted ``status``, ``reference_id``, ``template_id`` and ``milestones``, and
+the ``flags``. One is published whenever any of these changes -- on a webhook, a callback or the
+timer -- and only then; ``version`` is +1 per record and ``changed`` names what changed. So no
+record follows an event that changes nothing carried: a duplicate, the same snapshot under another
+event id, a verification, report, case or tags-only event. No record is published before the first
+inquiry snapshot (``status`` is never null): flags raised earlier ride on the first record.
+(:mod:`processors.publication` makes the records, :mod:`processors.flags` derives the flags.)
+
+For the webhooks of one inquiry, whatever the delivery order and however often each is repeated,
+the number of records and the last record's content are the same (a property test draws the sets
+from Persona's lifecycle: statuses in lifecycle order, snapshots repeated under other ids, objects).
 
 Client part (from callbacks: hints, never trusted)
 ==================================================
 
-Callbacks are deduplicated by ``(session, seq)``. Each updates the sessions (subjects, first and
-last seen), a bounded timeline, the funnel steps reached, the status ``onComplete`` claimed,
-cancels, error codes, camera failures and one-time-link use.
+Callbacks are deduplicated by ``(subject, session, seq)``: a session id is the browser's word, so
+one subject's frames never shadow another's. Each updates the sessions, a bounded timeline, the
+funnel steps reached, cancels, error codes, camera failures and one-time-link use. What a callback
+*claims* (the ``start`` time, the status ``onComplete`` claimed and when) is kept per subject.
 
 Derived flags
 =============
 
+The claims that count are those of the trusted reference id's subject; while the trusted part names
+no reference id, every subject's (the earliest completion claim wins). A callback from another
+subject never sets or clears them: it only raises ``subject_mismatch``.
+
 ======================================  ==========================================================
 flag                                    raised when
 ======================================  ==========================================================
-``claimed_complete_but_rejected``       onComplete claimed ``completed``; the trusted status is
-                                        ``failed`` or ``declined``
-``awaiting_confirmation``               onComplete arrived; no trusted completion within
-                                        ``awaiting_confirmation_seconds`` (a timer raises it)
-``left_early``                          a trusted completion, sessions were seen, no onComplete
-                                        within the same window after the trusted completion
+``claimed_complete_but_rejected``       onComplete claimed a success (``completed`` or
+                                        ``approved``); the trusted status is ``failed`` or
+                                        ``declined``
+``awaiting_confirmation``               onComplete arrived; no trusted completion was ever seen
+                                        within ``awaiting_confirmation_seconds`` (a timer raises
+                                        it; a later non-completion status does not clear it away)
+``left_early``                          a trusted completion was seen, the subject's sessions were
+                                        seen, no onComplete within the same window after it
 ``subject_mismatch``                    a token subject that sent callbacks differs from the
-                                        trusted reference-id (possible spoofing)
+                                        trusted reference id (possible spoofing); it stays raised
+                                        when a later snapshot is redacted
 ======================================  ==========================================================
 
-A trusted completion is a trusted status of ``completed``, ``failed``, ``needs_review``,
-``approved`` or ``declined``.
+A trusted completion is a milestone of ``completed``, ``failed``, ``needs_review``, ``approved`` or
+``declined``.
 
 Analytics facts
 ===============
@@ -68,8 +102,10 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
+from processors import flags, publication
+from processors.flags import TRUSTED_COMPLETION, counted_claims
 from schemas.callbacks import (
     EventName,
     OnCancel,
@@ -79,8 +115,17 @@ from schemas.callbacks import (
     known_error,
     known_event,
 )
-from schemas.records import CallbackRecord, Cause, Flags, StatusRecord
-from schemas.views import AuditEntry, InquiryView, ObjectResult, SessionInfo, TimelineEntry, TrustedPart
+from schemas.records import CallbackRecord, Flags, StatusRecord, Trigger
+from schemas.views import (
+    AuditEntry,
+    InquiryView,
+    ObjectResult,
+    SessionInfo,
+    Stamp,
+    SubjectClaims,
+    TimelineEntry,
+    TrustedPart,
+)
 from schemas.webhooks import InquiryObject, WebhookEvent
 
 LIFECYCLE_RANK = {
@@ -93,9 +138,44 @@ LIFECYCLE_RANK = {
     "approved": 4,
     "declined": 4,
 }
-TRUSTED_COMPLETION = frozenset({"completed", "failed", "needs_review", "approved", "declined"})
+LIFECYCLE_NEXT = {
+    "created": {"pending", "expired"},
+    "pending": {"completed", "failed", "expired"},
+    "completed": {"approved", "declined", "needs_review"},
+    "failed": {"approved", "declined", "needs_review"},
+    "expired": {"approved", "declined", "needs_review"},
+    "needs_review": {"approved", "declined"},
+}
+NAME_STATUS = {
+    "inquiry.created": "created",
+    "inquiry.started": "pending",
+    "inquiry.completed": "completed",
+    "inquiry.failed": "failed",
+    "inquiry.expired": "expired",
+    "inquiry.marked-for-review": "needs_review",
+    "inquiry.approved": "approved",
+    "inquiry.declined": "declined",
+}
+OBJECT_PROGRESS = {
+    "created": 0,
+    "initiated": 0,
+    "open": 0,
+    "pending": 1,
+    "submitted": 1,
+    "requires-retry": 2,
+    "requires_retry": 2,
+    "ready": 3,
+    "errored": 3,
+    "matched": 3,
+    "passed": 3,
+    "failed": 3,
+    "canceled": 3,
+    "confirmed": 3,
+    "resolved": 4,
+    "approved": 4,
+    "declined": 4,
+}
 DECISIONS = frozenset({"approved", "declined"})
-REJECTED = frozenset({"failed", "declined"})
 UNKNOWN_TEMPLATE = "unknown"
 TIMESTAMP_ATTRIBUTES = (
     "created_at",
@@ -131,11 +211,24 @@ class Outcome:
     template_id: str = UNKNOWN_TEMPLATE
 
 
+def reachable(before: str, after: str) -> bool:
+    """Whether Persona's lifecycle can go from ``before`` to ``after`` (events in between skipped)."""
+    seen, frontier = {before}, [before]
+    while frontier:
+        for status in LIFECYCLE_NEXT.get(frontier.pop(), ()):
+            if status == after:
+                return True
+            if status not in seen:
+                seen.add(status)
+                frontier.append(status)
+    return before == after
+
+
 # --- webhooks --------------------------------------------------------------------------------
 
 
-def _snapshot_key(created_at: datetime, status: str | None, event_id: str) -> tuple[datetime, int, str]:
-    return created_at, LIFECYCLE_RANK.get(status or "", -1), event_id
+def _stamp(created_at: datetime, status: str | None, event_id: str) -> Stamp:
+    return Stamp(created_at=created_at, rank=LIFECYCLE_RANK.get(status or "", -1), event_id=event_id)
 
 
 def apply_webhook(view: InquiryView, event: WebhookEvent, now: datetime, config: Config) -> Outcome:
@@ -149,24 +242,34 @@ def apply_webhook(view: InquiryView, event: WebhookEvent, now: datetime, config:
         outcome.template_id = template_of(view)
         return outcome
 
-    before_status = view.trusted.status
     obj = event.object
-    changed = False
+    note: str | None = None
     if isinstance(obj, InquiryObject):
         status = obj.attributes.status
+        expected = NAME_STATUS.get(name)
+        if expected is not None and expected != status:
+            note = "name-status-mismatch"
         if status not in view.milestones:
             view.milestones.append(status)
+            view.milestones.sort(key=lambda s: (LIFECYCLE_RANK.get(s, 99), s))
             outcome.counts[f"trusted.{status}"] += 1
-        current = view.trusted
-        if current.created_at is None or current.event_id is None:
-            newer = True
-        else:
-            newer = _snapshot_key(created_at, status, event_id) > _snapshot_key(
-                current.created_at, current.status, current.event_id
-            )
+        stamp = _stamp(created_at, status, event_id)
+        trusted = view.trusted
+        newer = trusted.created_at is None or trusted.event_id is None
+        if not newer:
+            assert trusted.created_at is not None
+            assert trusted.event_id is not None
+            newer = stamp.key() > _stamp(trusted.created_at, trusted.status, trusted.event_id).key()
         if newer:
-            _apply_snapshot(view.trusted, event, obj)
-            changed = True
+            if trusted.status is not None and not reachable(trusted.status, status):
+                note = note or "unexpected-transition"
+            _apply_snapshot(trusted, event, obj)
+        _take_identity(trusted, obj, stamp)
+        if status in TRUSTED_COMPLETION:
+            if view.trusted_completion_seen_at is None:
+                view.trusted_completion_seen_at = now
+            if view.trusted_completed_at is None or created_at < view.trusted_completed_at:
+                view.trusted_completed_at = created_at
         result = "applied" if newer else "stale"
     else:
         family = _object_family(name, obj.type)
@@ -183,35 +286,17 @@ def apply_webhook(view: InquiryView, event: WebhookEvent, now: datetime, config:
                 event_id=event_id,
                 created_at=created_at,
             )
-            if existing is None or (created_at, event_id) > (existing.created_at, existing.event_id):
+            if existing is None or _object_key(candidate) > _object_key(existing):
                 target[obj.id] = candidate
-                changed = True
                 result = "applied"
             else:
                 result = "stale"
-    _audit(view, event, result, config)
+    _audit(view, event, result, config, note)
     outcome.view_changed = True
     outcome.template_id = template_of(view)
-
-    if changed:
-        view.version += 1
-        if view.trusted.status in TRUSTED_COMPLETION and view.trusted_completion_seen_at is None:
-            view.trusted_completion_seen_at = now
-            view.trusted_completed_at = view.trusted.created_at
-        _measure_start_to_completion(view, outcome)
-        _refresh_flags(view, now, config, outcome)
-        outcome.status = StatusRecord(
-            inquiry_id=view.inquiry_id,
-            version=view.version,
-            status=view.trusted.status,
-            previous_status=before_status,
-            reference_id=view.trusted.reference_id,
-            template_id=view.trusted.template_id,
-            cause=Cause(event_id=event_id, event_name=name, created_at=created_at),
-            flags=view.flags,
-        )
-    else:
-        _refresh_flags(view, now, config, outcome)
+    _measure_start_to_completion(view, outcome)
+    _refresh_flags(view, now, config, outcome)
+    _publish(view, outcome, Trigger(source="webhook", at=created_at, event_id=event_id))
     view.updated_at = now
     return outcome
 
@@ -222,8 +307,6 @@ def _apply_snapshot(trusted: TrustedPart, event: WebhookEvent, obj: InquiryObjec
     trusted.event_id = event.event_id
     trusted.event_name = event.name
     trusted.created_at = event.data.attributes.created_at
-    trusted.reference_id = attributes.reference_id
-    trusted.template_id = obj.template_id() or trusted.template_id
     trusted.decision = attributes.status if attributes.status in DECISIONS else None
     trusted.timestamps = {
         name.replace("_", "-"): value
@@ -236,6 +319,19 @@ def _apply_snapshot(trusted: TrustedPart, event: WebhookEvent, obj: InquiryObjec
     trusted.redacted = attributes.redacted_at is not None or event.name == "inquiry.redacted"
 
 
+def _take_identity(trusted: TrustedPart, obj: InquiryObject, stamp: Stamp) -> None:
+    """Reference and template id from the newest snapshot naming one, whatever the arrival order."""
+    reference, template = obj.attributes.reference_id, obj.template_id()
+    if reference is not None and (trusted.reference_from is None or stamp.key() > trusted.reference_from.key()):
+        trusted.reference_id, trusted.reference_from = reference, stamp
+    if template is not None and (trusted.template_from is None or stamp.key() > trusted.template_from.key()):
+        trusted.template_id, trusted.template_from = template, stamp
+
+
+def _object_key(result: ObjectResult) -> tuple[datetime, int, str]:
+    return result.created_at, OBJECT_PROGRESS.get(result.status or "", -1), result.event_id
+
+
 def _object_family(name: str, object_type: str) -> str | None:
     if name.startswith("verification.") or object_type.startswith("verification"):
         return "verifications"
@@ -246,13 +342,14 @@ def _object_family(name: str, object_type: str) -> str | None:
     return None
 
 
-def _audit(view: InquiryView, event: WebhookEvent, outcome: str, config: Config) -> None:
+def _audit(view: InquiryView, event: WebhookEvent, outcome: str, config: Config, note: str | None = None) -> None:
     view.audit.append(
         AuditEntry(
             event_id=event.event_id,
             event_name=event.name,
             created_at=event.data.attributes.created_at,
             outcome=outcome,
+            note=note,
         )
     )
     if len(view.audit) > config.audit_limit:
@@ -260,31 +357,43 @@ def _audit(view: InquiryView, event: WebhookEvent, outcome: str, config: Config)
 
 
 def _measure_start_to_completion(view: InquiryView, outcome: Outcome) -> None:
-    """Once both the client's start and the trusted completion are known -- in either order."""
-    started, completed = view.client.started_at, view.trusted_completed_at
-    if view.start_to_trusted_completion is not None or started is None or completed is None:
+    """Once both the client's start and the trusted completion are known -- in either order.
+
+    The view's value follows the earliest of each, whatever the arrival order; analytics get the
+    first measure only (a count cannot be taken back).
+    """
+    started, completed = counted_claims(view).started_at, view.trusted_completed_at
+    if started is None or completed is None:
         return
     seconds = (completed - started).total_seconds()
-    if seconds >= 0:
+    if seconds >= 0 and seconds != view.start_to_trusted_completion:
+        if view.start_to_trusted_completion is None:
+            outcome.durations.append(seconds)
         view.start_to_trusted_completion = seconds
-        outcome.durations.append(seconds)
+        outcome.view_changed = True
 
 
 # --- callbacks -------------------------------------------------------------------------------
 
 
+def session_key(session: str, subject: str) -> str:
+    """A session id is the browser's word: it is unique only together with the token's subject."""
+    return f"{session}:{subject}"
+
+
 def apply_callback(view: InquiryView, record: CallbackRecord, now: datetime, config: Config) -> Outcome:
-    """Apply one client callback to the view (in place); a repeat of (session, seq) changes nothing."""
+    """Apply one client callback to the view (in place); a repeat of (subject, session, seq) changes nothing."""
     outcome = Outcome()
     client = view.client
-    session = client.sessions.get(record.session)
+    key = session_key(record.session, record.subject)
+    session = client.sessions.get(key)
     if session is None:
         session = SessionInfo(
             subject=record.subject, origin=record.origin, first_seen=record.received_at, last_seen=record.received_at
         )
-        client.sessions[record.session] = session
+        client.sessions[key] = session
         if len(client.sessions) > config.sessions_limit:
-            oldest = min(client.sessions, key=lambda key: client.sessions[key].last_seen)
+            oldest = min(client.sessions, key=lambda k: client.sessions[k].last_seen)
             del client.sessions[oldest]
     elif record.seq in session.seqs:
         outcome.template_id = template_of(view, record)
@@ -307,17 +416,18 @@ def apply_callback(view: InquiryView, record: CallbackRecord, now: datetime, con
     step = _step_of(callback)
     if step is not None and step not in client.steps and len(client.steps) < config.steps_limit:
         client.steps.append(step)
+    claims = client.claims.setdefault(record.subject, SubjectClaims())
     if isinstance(callback, OnEvent):
-        if callback.name == EventName.START and (client.started_at is None or record.received_at < client.started_at):
-            client.started_at = record.received_at
+        if callback.name == EventName.START and (claims.started_at is None or record.received_at < claims.started_at):
+            claims.started_at = record.received_at
         if callback.name == EventName.LOAD_CAMERA_FAILED:
             client.camera_failures += 1
         if callback.name.startswith("one-time-link-"):
             client.one_time_link[callback.name] = client.one_time_link.get(callback.name, 0) + 1
     elif isinstance(callback, OnComplete):
-        client.claimed_status = callback.status
-        if client.completed_at is None or record.received_at < client.completed_at:
-            client.completed_at = record.received_at
+        # the earliest claim of this subject stands: a later repeat cannot rewrite it
+        if claims.completed_at is None or record.received_at < claims.completed_at:
+            claims.claimed_status, claims.completed_at = callback.status, record.received_at
     elif isinstance(callback, OnCancel):
         client.cancels += 1
     elif isinstance(callback, OnError):
@@ -329,6 +439,7 @@ def apply_callback(view: InquiryView, record: CallbackRecord, now: datetime, con
         outcome.counts.update(callback_counts(record))
     _measure_start_to_completion(view, outcome)
     _refresh_flags(view, now, config, outcome)
+    _publish(view, outcome, Trigger(source="callback", at=record.received_at, session=record.session, seq=record.seq))
     view.updated_at = now
     return outcome
 
@@ -363,59 +474,40 @@ def _step_of(callback: object) -> str | None:
     }.get(getattr(callback, "kind", ""))
 
 
-# --- flags and timers --------------------------------------------------------------------------
+# --- flags, timers and records -----------------------------------------------------------------
 
 
 def derive_flags(view: InquiryView, now: datetime, config: Config) -> Flags:
-    trusted, client = view.trusted, view.client
-    window = timedelta(seconds=config.awaiting_confirmation_seconds)
-    completed = trusted.status in TRUSTED_COMPLETION
-    return Flags(
-        claimed_complete_but_rejected=client.claimed_status == "completed" and trusted.status in REJECTED,
-        awaiting_confirmation=client.completed_at is not None and not completed and now - client.completed_at >= window,
-        left_early=(
-            completed
-            and bool(client.sessions)
-            and client.completed_at is None
-            and view.trusted_completion_seen_at is not None
-            and now - view.trusted_completion_seen_at >= window
-        ),
-        subject_mismatch=trusted.reference_id is not None
-        and any(subject != trusted.reference_id for subject in client.subjects),
-    )
+    return flags.derive(view, now, config.awaiting_confirmation_seconds)
 
 
 def next_deadline(view: InquiryView, config: Config) -> datetime | None:
     """When the flags may change with time alone (for the timer); None if they cannot."""
-    window = timedelta(seconds=config.awaiting_confirmation_seconds)
-    completed = view.trusted.status in TRUSTED_COMPLETION
-    if view.client.completed_at is not None and not completed and not view.flags.awaiting_confirmation:
-        return view.client.completed_at + window
-    if (
-        completed
-        and view.client.sessions
-        and view.client.completed_at is None
-        and view.trusted_completion_seen_at is not None
-        and not view.flags.left_early
-    ):
-        return view.trusted_completion_seen_at + window
-    return None
+    return flags.next_deadline(view, config.awaiting_confirmation_seconds)
 
 
 def refresh(view: InquiryView, now: datetime, config: Config) -> Outcome:
-    """Re-derive the flags at ``now`` (the timer's entry point)."""
+    """Re-derive the flags at ``now`` (the timer's entry point); a record if that changed them."""
     outcome = Outcome(template_id=template_of(view))
     _refresh_flags(view, now, config, outcome)
+    _publish(view, outcome, Trigger(source="timer", at=now))
     return outcome
 
 
 def _refresh_flags(view: InquiryView, now: datetime, config: Config, outcome: Outcome) -> None:
-    flags = derive_flags(view, now, config)
-    if flags != view.flags:
-        for name in flags.raised():
+    derived = derive_flags(view, now, config)
+    if derived != view.flags:
+        for name in derived.raised():
             if not getattr(view.flags, name):
                 outcome.counts[f"disagreements.{name}"] += 1
-        view.flags = flags
+        view.flags = derived
+        outcome.view_changed = True
+
+
+def _publish(view: InquiryView, outcome: Outcome, trigger: Trigger) -> None:
+    record = publication.next_record(view, trigger)
+    if record is not None:
+        outcome.status = record
         outcome.view_changed = True
 
 

@@ -127,7 +127,7 @@ class Pipeline:
         self._gather(pending, message, outcome, record.received_at)
 
     async def _session_event(self, message: Any, record: CallbackRecord | SessionLink) -> None:
-        key = message.key or f"session:{record.session}".encode()
+        key = message.key or record.key().encode()
         raw = self.tables.sessions.data.get(key)
         buffer = decode(SessionBuffer, raw) if raw is not None else SessionBuffer(session=record.session)
         if isinstance(record, SessionLink):

@@ -1,7 +1,10 @@
 """Callbacks sent before a session knew its inquiry, joined to the inquiry once it does.
 
-The gateway writes such callbacks keyed ``session:<id>``, and a :class:`~schemas.records.SessionLink`
-under the same key when the session learns its inquiry. Both land on the same partition, in order.
+The gateway writes such callbacks keyed ``session:<id>:<subject>``, and a
+:class:`~schemas.records.SessionLink` under the same key when the session learns its inquiry. Both
+land on the same partition, in order. The token's subject is part of the key: a session id is the
+browser's word, so another token holder using the same id has a buffer of its own -- it cannot take
+a seq first (and get the real callback dropped as a repeat), nor re-point the session's link.
 
 ================================  ==============================================================
 input on a session key            effect

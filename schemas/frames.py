@@ -6,15 +6,17 @@ Client → server (:data:`ClientFrame`)::
     callback     {"type": "callback", "session", "seq", "ts", "inquiry"?, "callback": {...}}
     subscribe    {"type": "subscribe", "id", "channel", "since"?}         /v1/subscribe only
     unsubscribe  {"type": "unsubscribe", "id"}                            /v1/subscribe only
+    refresh      {"type": "refresh", "token": "<JWT>"}                   a new token before ``exp``
 
 Server → client (:data:`ServerFrame`)::
 
-    ready        authenticated; the connection's limits
+    ready        authenticated; the connection's limits and its token's expiry
+    refreshed    a refresh frame was accepted: the connection now expires at ``expires_at``
     ack          every frame of ``session`` up to ``seq`` sent on this connection is durable
                  in Kafka (or was answered with an error frame)
     error        one frame was refused; ``code`` is stable, ``seq`` names the frame
     subscribed   a subscription's snapshot: the current state, with ``recovered``
-    update       one trusted change, or one analytics record, on a subscription
+    update       one status record (a trusted change or a flag), or one analytics record
 """
 
 from __future__ import annotations
@@ -72,7 +74,17 @@ class UnsubscribeFrame(_Frame):
     id: RequestId
 
 
-ClientFrame = Annotated[AuthFrame | CallbackFrame | SubscribeFrame | UnsubscribeFrame, Field(discriminator="type")]
+class RefreshFrame(_Frame):
+    """A new token for an open connection (same subject, scope, inquiry and template), sent before
+    the current one expires; otherwise the gateway closes the connection at ``exp`` (4001)."""
+
+    type: Literal["refresh"] = "refresh"
+    token: Token
+
+
+ClientFrame = Annotated[
+    AuthFrame | CallbackFrame | SubscribeFrame | UnsubscribeFrame | RefreshFrame, Field(discriminator="type")
+]
 
 
 class ReadyFrame(_Frame):
@@ -82,6 +94,14 @@ class ReadyFrame(_Frame):
     subject: str
     scope: str
     limits: dict[str, int]
+    expires_at: int | None = Field(
+        default=None, description="When the token expires (seconds since the epoch): refresh before then."
+    )
+
+
+class RefreshedFrame(_Frame):
+    type: Literal["refreshed"] = "refreshed"
+    expires_at: int = Field(description="The connection's new expiry, seconds since the epoch.")
 
 
 class AckFrame(_Frame):
@@ -118,4 +138,6 @@ class UpdateFrame(_Frame):
     data: dict[str, Any]
 
 
-ServerFrame = Annotated[ReadyFrame | AckFrame | ErrorFrame | SubscribedFrame | UpdateFrame, Field(discriminator="type")]
+ServerFrame = Annotated[
+    ReadyFrame | RefreshedFrame | AckFrame | ErrorFrame | SubscribedFrame | UpdateFrame, Field(discriminator="type")
+]

@@ -8,7 +8,7 @@ topic                     value
                           learned its inquiry)
 <p>.webhooks              the webhook body exactly as Persona sent it (raw bytes, no envelope);
                           delivery metadata in Kafka headers (:data:`WEBHOOK_HEADERS`)
-<p>.inquiry-status        :class:`StatusRecord`: one trusted change of one inquiry
+<p>.inquiry-status        :class:`StatusRecord`: one change of what an inquiry's record carries
 <p>.analytics             :class:`AnalyticsRecord`: one window of funnel counts for one template
 <p>.dead-letters          :class:`DeadLetter`: a record that could not be processed, and why
 ========================  =====================================================================
@@ -19,7 +19,7 @@ than guessing.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
@@ -31,7 +31,16 @@ SessionId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{8,64}$")]
 Subject = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 
 SESSION_KEY_PREFIX = "session:"
-"""Key prefix of client events written before their session knows its inquiry."""
+"""Key prefix of client events written before their session knows its inquiry.
+
+The key is ``session:<session id>:<subject>``: a session id is the browser's word, so a session is
+only ever one subject's -- another token holder who picks the same id gets a buffer of its own and
+can neither take a seq first nor re-point the link."""
+
+
+def session_key(session: str, subject: str) -> str:
+    return f"{SESSION_KEY_PREFIX}{session}:{subject}"
+
 
 WEBHOOK_HEADERS = (
     "persona-webhook-attempts-made",
@@ -74,12 +83,12 @@ class CallbackRecord(_Record):
     )
 
     def key(self) -> str:
-        """The Kafka key: the inquiry ID, or ``session:<id>`` while the inquiry is unknown."""
-        return self.inquiry_id if self.inquiry_id is not None else SESSION_KEY_PREFIX + self.session
+        """The Kafka key: the inquiry ID, or ``session:<id>:<subject>`` while the inquiry is unknown."""
+        return self.inquiry_id if self.inquiry_id is not None else session_key(self.session, self.subject)
 
 
 class SessionLink(_Record):
-    """A session learned its inquiry ID; keyed by ``session:<id>`` like its earlier callbacks."""
+    """A session learned its inquiry ID; keyed by ``session:<id>:<subject>`` like its earlier callbacks."""
 
     kind: Literal["link"] = "link"
     session: SessionId
@@ -88,14 +97,14 @@ class SessionLink(_Record):
     received_at: AwareDatetime
 
     def key(self) -> str:
-        return SESSION_KEY_PREFIX + self.session
+        return session_key(self.session, self.subject)
 
 
 ClientEvent = Annotated[CallbackRecord | SessionLink, Field(discriminator="kind")]
 
 
 class Cause(BaseModel):
-    """The webhook event that caused a trusted change."""
+    """The webhook event whose snapshot set the trusted status."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -126,17 +135,60 @@ class Flags(BaseModel):
         return [name for name, value in self if value]
 
 
+RecordField = Literal[
+    "status",
+    "reference_id",
+    "template_id",
+    "milestones",
+    "flags.claimed_complete_but_rejected",
+    "flags.awaiting_confirmation",
+    "flags.left_early",
+    "flags.subject_mismatch",
+]
+"""What a status record carries, by name: ``changed`` lists the ones that differ from the last record."""
+
+RECORD_FIELDS: tuple[RecordField, ...] = get_args(RecordField)
+
+
+class Trigger(BaseModel):
+    """The input that made a record: a webhook, a client callback, or the timer."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    source: Literal["webhook", "callback", "timer"]
+    at: AwareDatetime = Field(description="The webhook's created-at, the callback's receipt, or the timer's clock.")
+    event_id: str | None = Field(default=None, description="The webhook event (source webhook).")
+    session: str | None = Field(default=None, description="The client session (source callback).")
+    seq: int | None = Field(default=None, description="The callback's seq in its session (source callback).")
+
+
 class StatusRecord(_Record):
-    """One trusted change of one inquiry, published once, in version order, keyed by inquiry ID."""
+    """One change of what persona-stream says about one inquiry, published once, in version order,
+    keyed by inquiry ID.
+
+    A record is published whenever anything it carries changes -- the trusted status, reference id,
+    template or milestones, or any flag -- and only then; ``changed`` says what. ``status`` and
+    ``cause`` always come from verified webhooks; flags may also change on a callback or the timer
+    (``trigger``). No record exists before the first inquiry snapshot.
+    """
 
     inquiry_id: InquiryId
-    version: int = Field(ge=1, description="Increases by one with every trusted change of this inquiry.")
-    status: str | None = Field(description="None only while no inquiry event has arrived yet.")
-    previous_status: str | None
-    reference_id: str | None = None
-    template_id: str | None = None
-    cause: Cause
+    version: int = Field(ge=1, description="Increases by one with every record of this inquiry.")
+    status: str = Field(description="The trusted status (never null: no record precedes the first snapshot).")
+    previous_status: str | None = Field(description="The status of the previous record; null on the first.")
+    reference_id: str | None = Field(
+        default=None, description="The trusted reference-id (the newest snapshot that named one; kept on redaction)."
+    )
+    template_id: str | None = Field(default=None, description="The template (the newest snapshot that named one).")
+    milestones: list[str] = Field(
+        default_factory=list, description="Every lifecycle status some verified snapshot showed, in lifecycle order."
+    )
+    cause: Cause = Field(description="The webhook event whose snapshot set the trusted status.")
     flags: Flags = Field(default_factory=Flags)
+    changed: list[RecordField] = Field(
+        default_factory=list, description="What differs from the previous record (everything set, on the first)."
+    )
+    trigger: Trigger | None = Field(default=None, description="The input that made this record.")
 
 
 class Percentiles(BaseModel):

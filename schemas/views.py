@@ -2,10 +2,12 @@
 
 A view has three parts, and the separation is the point of the project:
 
-* ``trusted`` -- set by verified webhooks only. Its ``version`` increases by one each time it
-  changes. ``audit`` records every webhook event seen, applied or not, and why.
+* ``trusted`` -- set by verified webhooks only. ``audit`` records every webhook event seen,
+  applied or not, and why.
 * ``client`` -- what the browser's callbacks claimed. Hints and analytics; never trusted state.
 * ``flags`` -- derived from both: where they disagree, or look suspicious.
+
+``version`` counts the status records published; ``published`` is what the last one carried.
 
 Unlike the other wire models these are mutable: the correlation core owns exactly one view per
 inquiry and updates it in place for every event (copying a nested frozen model per event would
@@ -33,6 +35,17 @@ class ObjectResult(_State):
     created_at: AwareDatetime
 
 
+class Stamp(_State):
+    """Where a snapshot stands in snapshot order: (created-at, lifecycle rank, event id)."""
+
+    created_at: AwareDatetime
+    rank: int
+    event_id: str
+
+    def key(self) -> tuple[AwareDatetime, int, str]:
+        return self.created_at, self.rank, self.event_id
+
+
 class TrustedPart(_State):
     """The inquiry as the newest verified ``inquiry.*`` webhook described it, plus other objects."""
 
@@ -40,8 +53,12 @@ class TrustedPart(_State):
     event_id: str | None = Field(default=None, description="The event whose snapshot set the status.")
     event_name: str | None = None
     created_at: AwareDatetime | None = Field(default=None, description="That event's created-at.")
-    reference_id: str | None = None
-    template_id: str | None = None
+    reference_id: str | None = Field(
+        default=None, description="From the newest snapshot that named one: a redacted snapshot does not erase it."
+    )
+    reference_from: Stamp | None = None
+    template_id: str | None = Field(default=None, description="From the newest snapshot that named one.")
+    template_from: Stamp | None = None
     decision: str | None = Field(default=None, description="approved or declined, once decided.")
     timestamps: dict[str, str | None] = Field(default_factory=dict)
     previous_step_name: str | None = None
@@ -60,6 +77,11 @@ class AuditEntry(_State):
     event_name: str
     created_at: AwareDatetime
     outcome: str = Field(description="applied | stale | duplicate | recorded (no part of the view follows it)")
+    note: str | None = Field(
+        default=None,
+        description="name-status-mismatch (the name says another status than the payload) or "
+        "unexpected-transition (a change Persona's lifecycle does not allow)",
+    )
 
 
 class SeqSet(_State):
@@ -104,28 +126,46 @@ class TimelineEntry(_State):
     name: str | None = None
 
 
+class SubjectClaims(_State):
+    """What the callbacks of one token subject claimed; no other subject sets or clears them."""
+
+    started_at: AwareDatetime | None = None
+    claimed_status: str | None = Field(default=None, description="The status this subject's onComplete claimed.")
+    completed_at: AwareDatetime | None = Field(default=None, description="This subject's first onComplete.")
+
+
 class ClientPart(_State):
     """What the browser's callbacks claimed -- untrusted."""
 
-    sessions: dict[str, SessionInfo] = Field(default_factory=dict)
+    sessions: dict[str, SessionInfo] = Field(
+        default_factory=dict, description="Keyed <session>:<subject>: a session id is only unique per subject."
+    )
     template_id: str | None = Field(default=None, description="The template the ingest token named.")
     subjects: list[str] = Field(default_factory=list)
     timeline: list[TimelineEntry] = Field(default_factory=list, description="The latest callbacks, bounded.")
     steps: list[str] = Field(default_factory=list, description="Funnel steps reached, in first-reached order.")
-    started_at: AwareDatetime | None = None
-    claimed_status: str | None = Field(default=None, description="The status onComplete claimed.")
-    completed_at: AwareDatetime | None = None
+    claims: dict[str, SubjectClaims] = Field(default_factory=dict, description="Per token subject.")
     cancels: int = 0
     error_codes: dict[str, int] = Field(default_factory=dict)
     camera_failures: int = 0
     one_time_link: dict[str, int] = Field(default_factory=dict)
 
 
+class Published(_State):
+    """The content of the last status record (what decides whether a new one is due)."""
+
+    status: str
+    reference_id: str | None = None
+    template_id: str | None = None
+    milestones: list[str] = Field(default_factory=list)
+    flags: Flags = Field(default_factory=Flags)
+
+
 class InquiryView(_State):
     """Everything persona-stream knows about one inquiry."""
 
     inquiry_id: str
-    version: int = Field(default=0, description="Trusted version: +1 on every trusted change.")
+    version: int = Field(default=0, description="The version of the last status record published (0: none yet).")
     trusted: TrustedPart = Field(default_factory=TrustedPart)
     audit: list[AuditEntry] = Field(default_factory=list, description="Webhook events seen, bounded.")
     milestones: list[str] = Field(
@@ -133,11 +173,12 @@ class InquiryView(_State):
     )
     client: ClientPart = Field(default_factory=ClientPart)
     flags: Flags = Field(default_factory=Flags)
+    published: Published | None = Field(default=None, description="What the last status record carried.")
     trusted_completion_seen_at: AwareDatetime | None = Field(
         default=None, description="When this pipeline first saw a trusted completion (its clock, for flags)."
     )
     trusted_completed_at: AwareDatetime | None = Field(
-        default=None, description="created-at of the event that first showed a trusted completion."
+        default=None, description="created-at of the earliest snapshot showing a trusted completion."
     )
     start_to_trusted_completion: float | None = Field(
         default=None, description="Seconds from the client's start to the trusted completion, once both are known."

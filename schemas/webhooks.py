@@ -9,6 +9,8 @@ the status implies them, so nothing depends on them).
 Which inquiry an event is about (:meth:`WebhookEvent.inquiry_id`): the object itself when it is an
 inquiry; otherwise the inquiry its relationships name (a verification, report or document points
 at its inquiry); otherwise the object's own id, so that the event still has a stable key.
+An object linked to several inquiries (a case) is about each of them
+(:meth:`WebhookEvent.inquiry_ids`): the gateway writes it once per inquiry, keyed by each.
 """
 
 from __future__ import annotations
@@ -147,14 +149,20 @@ class WebhookEvent(_Tolerant):
         return self.data.attributes.payload.data
 
     def inquiry_id(self) -> str:
-        """The inquiry this event is about (see the module docstring), used as its Kafka key."""
+        """The (first) inquiry this event is about (see the module docstring)."""
+        return self.inquiry_ids()[0]
+
+    def inquiry_ids(self) -> list[str]:
+        """Every inquiry this event is about, in the order its relationships name them (no repeats);
+        the object's own id when it names none. Each is a Kafka key the event is written under."""
         obj = self.object
         if isinstance(obj, InquiryObject):
-            return obj.id
+            return [obj.id]
+        found: list[str] = []
         for name in ("inquiry", "inquiries"):
             relationship = obj.relationships.get(name)
             if relationship is not None:
                 for ref in relationship.refs():
-                    if ref.type == "inquiry" and _INQUIRY_ID.fullmatch(ref.id):
-                        return ref.id
-        return obj.id
+                    if ref.type == "inquiry" and _INQUIRY_ID.fullmatch(ref.id) and ref.id not in found:
+                        found.append(ref.id)
+        return found or [obj.id]

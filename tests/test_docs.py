@@ -37,3 +37,32 @@ def test_every_code_the_code_can_emit_is_in_the_protocol_document() -> None:
     assert len(codes) > 20
     missing = sorted(code for code in codes if f"`{code}`" not in PROTOCOL)
     assert missing == [], f"document these codes in docs/protocol.md: {missing}"
+
+
+def test_every_frame_type_is_in_the_protocol_document() -> None:
+    from typing import get_args
+
+    from schemas import frames
+
+    for union in (frames.ClientFrame, frames.ServerFrame):
+        for model in get_args(get_args(union)[0]):
+            name = model.model_fields["type"].default
+            assert f'"type": "{name}"' in PROTOCOL, f"document the {name!r} frame in docs/protocol.md"
+
+
+def test_the_status_record_and_its_semantics_are_in_the_protocol_document() -> None:
+    from schemas.records import RECORD_FIELDS, StatusRecord, Trigger
+
+    section = PROTOCOL.split("### Status records", 1)[1].split("\n## ", 1)[0]
+    for name in [*StatusRecord.model_fields, *Trigger.model_fields]:
+        assert f'"{name}"' in section or f"`{name}`" in section, f"document {name!r} under Status records"
+    for name in RECORD_FIELDS:
+        assert f"`{name.removeprefix('flags.')}`" in section or "any flag" in section
+    for note in ("name-status-mismatch", "unexpected-transition"):
+        assert f"`{note}`" in section
+
+
+def test_the_token_expiry_close_is_in_the_protocol_document() -> None:
+    from gateway.client_ws import TOKEN_EXPIRED
+
+    assert f"| {TOKEN_EXPIRED} | `token-expired` |" in PROTOCOL

@@ -14,6 +14,7 @@ from gateway.ingest import (
     IngestConnection,
     IngestLimits,
     Recent,
+    Refresh,
     Reject,
     TokenBucket,
     Write,
@@ -84,7 +85,7 @@ def test_a_valid_frame_becomes_one_record_keyed_by_session_before_the_inquiry_is
     assert isinstance(decision, Write)
     [record] = decision.records
     assert isinstance(record, CallbackRecord)
-    assert record.key() == f"session:{SESSION}"
+    assert record.key() == f"session:{SESSION}:user-42"
     assert (record.subject, record.template_id, record.origin, record.received_at) == (
         "user-42",
         "itmpl_1",
@@ -100,7 +101,7 @@ def test_the_start_event_links_the_session_and_later_frames_inherit_the_inquiry(
     assert isinstance(start, Write)
     link, record = start.records
     assert isinstance(link, SessionLink)
-    assert (link.key(), link.inquiry_id) == (f"session:{SESSION}", INQ)
+    assert (link.key(), link.inquiry_id) == (f"session:{SESSION}:user-42", INQ)
     assert record.key() == INQ
     later = send(conn, frame(3, {"kind": "onEvent", "name": "document-upload"}))
     assert isinstance(later, Write)
@@ -124,9 +125,51 @@ def test_repeated_and_backward_seqs_are_refused_on_one_connection() -> None:
 
 def test_a_frame_this_gateway_already_wrote_is_a_duplicate() -> None:
     conn = connection()
-    conn.recent.add((SESSION, 7))
+    conn.recent.add(("user-42", SESSION, 7))
     assert send(conn, frame(7)) == Duplicate(SESSION, 7)
     assert isinstance(send(conn, frame(8)), Write)
+
+
+def test_another_subjects_frame_with_the_same_session_and_seq_is_no_duplicate() -> None:
+    conn = connection()
+    conn.recent.add(("mallory", SESSION, 7))  # another token holder took (session, 7) first
+    decision = send(conn, frame(7))
+    assert isinstance(decision, Write)
+    assert decision.subject == "user-42"
+
+
+def test_a_session_key_is_the_subjects_own() -> None:
+    decision = send(connection(), frame(1))
+    assert isinstance(decision, Write)
+    assert decision.records[0].key() == f"session:{SESSION}:user-42"
+
+
+@pytest.mark.parametrize(
+    ("inquiry", "callback", "code"),
+    [
+        ("inq_other", {"kind": "onComplete", "inquiryId": INQ, "status": "completed"}, "inquiry-mismatch"),
+        ("inq_other", {"kind": "onCancel", "inquiryId": INQ}, "inquiry-mismatch"),
+        ("inq_other", {"kind": "onEvent", "name": "start", "metadata": {"inquiryId": INQ}}, "inquiry-mismatch"),
+        (INQ, {"kind": "onComplete", "inquiryId": INQ, "status": "completed"}, None),
+        (INQ, {"kind": "onLoad"}, None),
+    ],
+)
+def test_a_frame_whose_inquiry_differs_from_its_callbacks_is_refused(
+    inquiry: str, callback: dict[str, Any], code: str | None
+) -> None:
+    decision = send(connection(), frame(1, callback, inquiry=inquiry))
+    if code is None:
+        assert isinstance(decision, Write)
+    else:
+        assert isinstance(decision, Reject)
+        assert (decision.error.code, decision.error.field, decision.error.seq) == (code, "inquiry", 1)
+
+
+def test_a_refresh_frame_is_handed_to_the_io_layer() -> None:
+    assert send(connection(), orjson.dumps({"type": "refresh", "token": "abc"})) == Refresh("abc")
+    refused = send(connection(), orjson.dumps({"type": "refresh"}))
+    assert isinstance(refused, Reject)
+    assert (refused.error.code, refused.error.field) == ("invalid-frame", "token")
 
 
 def test_over_the_rate_limit_the_frame_is_kept_for_a_resend_and_the_connection_closes() -> None:

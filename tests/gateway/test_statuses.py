@@ -72,7 +72,7 @@ FIREHOSE = Claims("service", "firehose", 2_000_000_000)
     ("claims", "channel", "refused"),
     [
         (SUBSCRIBER, "inquiry:inq_mine", None),
-        (SUBSCRIBER, "inquiry:inq_theirs", "channel-forbidden"),
+        (SUBSCRIBER, "inquiry:inq_theirs", None),  # answered like an unknown one; may_see filters it
         (SUBSCRIBER, "inquiry:inq_not_yet_known", None),
         (SUBSCRIBER, "mine", None),
         (SUBSCRIBER, "all", "channel-forbidden"),
@@ -84,8 +84,21 @@ FIREHOSE = Claims("service", "firehose", 2_000_000_000)
     ],
 )
 def test_who_may_follow_what(claims: Claims, channel: str, refused: str | None) -> None:
-    cache = cache_with(record("inq_mine", 1, "user-1"), record("inq_theirs", 1, "user-2"))
-    assert refusal(claims, Channel.parse(channel), cache) == refused
+    assert refusal(claims, Channel.parse(channel)) == refused
+
+
+def test_a_foreign_inquiry_gets_the_same_start_as_an_unknown_one() -> None:
+    cache = cache_with(record("inq_theirs", 3, "user-2"))
+    for channel in ("inquiry:inq_theirs", "inquiry:inq_nobody_knows"):
+        start = plan(SUBSCRIBER, Channel.parse(channel), None, cache)
+        assert (refusal(SUBSCRIBER, Channel.parse(channel)), start.recovered, start.snapshot, start.replay) == (
+            None,
+            False,
+            [],
+            [],
+        )
+        resumed = plan(SUBSCRIBER, Channel.parse(channel), {channel.removeprefix("inquiry:"): 1}, cache)
+        assert resumed.replay == []
 
 
 def test_records_are_checked_again_on_delivery() -> None:

@@ -100,3 +100,35 @@ def test_parse_ttl(text: str, seconds: int) -> None:
 def test_parse_ttl_refuses_nonsense() -> None:
     with pytest.raises(ValueError, match="not a duration"):
         parse_ttl("soon")
+
+
+@pytest.mark.parametrize(
+    ("subject", "scope", "inquiry", "code"),
+    [
+        ("user-42", "ingest", "inq_abc", None),
+        ("mallory", "ingest", "inq_abc", "token-mismatch"),
+        ("user-42", "ingest", None, "token-mismatch"),
+        ("user-42", "ingest", "inq_other", "token-mismatch"),
+        ("user-42", "subscribe", "inq_abc", "token-scope"),
+    ],
+)
+def test_a_refresh_token_moves_only_the_expiry(
+    authority: TokenAuthority, subject: str, scope: str, inquiry: str | None, code: str | None
+) -> None:
+    current = authority.verify(
+        authority.mint("user-42", "ingest", 60, inquiry_id="inq_abc", now=NOW), ("ingest",), now=NOW
+    )
+    token = authority.mint(subject, scope, 900, inquiry_id=inquiry, now=NOW + 30)  # type: ignore[arg-type]
+    if code is None:
+        assert authority.refresh(current, token, ("ingest",), now=NOW + 30).expires_at == NOW + 930
+    else:
+        with pytest.raises(TokenError) as raised:
+            authority.refresh(current, token, ("ingest",), now=NOW + 30)
+        assert raised.value.code == code
+
+
+def test_an_expired_refresh_token_is_refused(authority: TokenAuthority) -> None:
+    current = authority.verify(authority.mint("user-42", "ingest", 60, now=NOW), ("ingest",), now=NOW)
+    with pytest.raises(TokenError) as raised:
+        authority.refresh(current, authority.mint("user-42", "ingest", 10, now=NOW), ("ingest",), now=NOW + 30)
+    assert raised.value.code == "token-expired"

@@ -135,7 +135,7 @@ async def test_the_real_sdk_in_chromium_feeds_kafka_and_receives_the_trusted_dec
     assert kinds == Counter(c["callback"] for c in result["callbacks"])  # every callback the app saw, once each
     assert {"onLoad", "onReady", "onEvent", "onComplete"} <= set(kinds)
     for key, e in originals:
-        assert key == (inquiry if e.inquiry_id else f"session:{e.session}")
+        assert key == (inquiry if e.inquiry_id else f"session:{e.session}:{REFERENCE}")
         assert e.subject == REFERENCE
         assert e.template_id == TEMPLATE
     assert all(key == inquiry for key, e in written if e.relinked)  # pre-inquiry callbacks joined the inquiry
@@ -192,3 +192,58 @@ async def test_a_gateway_restart_mid_flow_loses_nothing_and_counts_nothing_twice
         return await counted() == expected
 
     await wait_for(counted_once, timeout=30)  # each callback counted once in the analytics, despite resends
+
+
+async def test_the_bridge_refreshes_its_tokens_on_open_connections(
+    parts: dict[str, Any], tokens: TokenAuthority, tmp_path: Path
+) -> None:
+    """Short-lived tokens from an app backend: the bridge and the status subscription ask their
+    token() again before expiry and send refresh frames; the connections outlive several tokens."""
+    from aiohttp import web
+
+    gateway: Gateway = parts["gateway"]
+    inquiry = "inq_e2eRefresh0001"
+    ttl = 4  # seconds: each connection refreshes after about 3.2 s
+    minted: Counter[str] = Counter()
+
+    async def mint(request: web.Request) -> web.Response:
+        scope = request.match_info["scope"]
+        minted[scope] += 1
+        extra = {"template_id": TEMPLATE} if scope == "ingest" else {}
+        token = tokens.mint(REFERENCE, scope, ttl, **extra)  # type: ignore[arg-type]
+        return web.Response(text=token, headers={"Access-Control-Allow-Origin": "*", "Cache-Control": "no-store"})
+
+    backend = web.Application()
+    backend.router.add_get("/token/{scope}", mint)
+    runner = web.AppRunner(backend)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    resume = tmp_path / "resume"
+    ws = f"ws://127.0.0.1:{gateway.ws_port}"
+    try:
+        run = await asyncio.create_subprocess_exec(
+            "node", "e2e/run.mjs",
+            "--ws", f"{ws}/v1/client", "--token-url", f"http://127.0.0.1:{port}/token/ingest",
+            "--subscribe", f"{ws}/v1/subscribe", "--subscribe-token-url", f"http://127.0.0.1:{port}/token/subscribe",
+            "--inquiry", inquiry, "--reference-id", REFERENCE, "--expect-status", "approved", "--timeout", "120",
+            "--pause-after", "start", "--resume-file", str(resume),
+            cwd=CLIENTS_JS, stdout=asyncio.subprocess.PIPE, stdin=asyncio.subprocess.DEVNULL,
+        )  # fmt: skip
+        await next_event(run, "paused")
+        # both connections live past two token lifetimes: each asked for at least two fresh tokens
+        await wait_for(lambda: minted["ingest"] >= 3 and minted["subscribe"] >= 3, timeout=60)
+        resume.touch()
+        await post_lifecycle(gateway, inquiry)
+        result = await next_event(run, "result")
+        assert await run.wait() == 0, result
+    finally:
+        await runner.cleanup()
+    assert result["ok"], result
+    assert [s["status"] for s in result["statuses"]][-1] == "approved"
+    assert result["connections"] == 1, result["connection"]  # the ingest socket was never replaced
+    assert sum(s["state"] == "refreshed" for s in result["connection"]) >= 2, result["connection"]
+    assert sum(s["state"] == "refreshed" for s in result["subscription"]) >= 2, result["subscription"]
+    closes = [s for s in result["connection"] + result["subscription"] if s.get("code") == 4001]
+    assert closes == []  # no connection ran out of token

@@ -67,7 +67,7 @@ async def test_every_callback_goes_in_and_comes_out_under_its_key(gateway: Gatew
         "onError",
     }
     for seq, key, event in callbacks:
-        assert key == (f"session:{SESSION}" if seq < 3 else INQ)
+        assert key == (f"session:{SESSION}:user-42" if seq < 3 else INQ)
         assert (event.subject, event.template_id, event.session) == ("user-42", "itmpl_1", SESSION)
     raw = b"".join(r.value for r in records)
     assert b"must-not-be-stored" not in raw  # sessionToken never reaches Kafka

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -143,8 +144,13 @@ def test_a_late_older_event_never_rolls_back_but_is_recorded() -> None:
     view = new_view()
     apply_webhook(view, snapshot("evt_3", "approved", 9), NOW, CONFIG)
     late = apply_webhook(view, snapshot("evt_1", "pending", 2), NOW, CONFIG)
-    assert late.status is None
-    assert (view.trusted.status, view.version) == ("approved", 1)
+    assert late.status is not None  # only its milestone is new
+    assert (late.status.status, late.status.changed, late.status.milestones) == (
+        "approved",
+        ["milestones"],
+        ["pending", "approved"],
+    )
+    assert (view.trusted.status, view.version) == ("approved", 2)
     assert [a.outcome for a in view.audit] == ["applied", "stale"]
     assert set(view.milestones) == {"approved", "pending"}
     assert late.counts == {"trusted.pending": 1}
@@ -178,7 +184,7 @@ def test_unknown_inquiry_event_names_are_snapshots_and_kept() -> None:
     view = new_view()
     apply_webhook(view, snapshot("evt_1", "pending", 1), NOW, CONFIG)
     outcome = apply_webhook(view, snapshot("evt_2", "pending", 2, name="inquiry.reusable-persona-used"), NOW, CONFIG)
-    assert outcome.status is not None
+    assert outcome.status is None  # the same status: nothing a record carries changed
     assert view.trusted.event_name == "inquiry.reusable-persona-used"
     assert view.audit[-1].event_name == "inquiry.reusable-persona-used"
 
@@ -199,23 +205,26 @@ def test_other_objects_update_their_own_part_and_never_the_status() -> None:
     document = event(object_event("evt_5", "document.created", "document/government-id", "doc_1", at(6)))
     unknown = event(object_event("evt_6", "something.new", "something", "thing_1", at(7)))
     outcomes = [apply_webhook(view, e, NOW, CONFIG) for e in (passed, older, report, case, document, unknown)]
-    assert [o.status is not None for o in outcomes] == [True, False, True, True, False, False]
+    assert [o.status is not None for o in outcomes] == [False] * 6  # a record carries none of them
     assert view.trusted.status == "pending"
     assert view.trusted.verifications["ver_1"].status == "passed"
     assert view.trusted.reports["rep_1"].status == "ready"
     assert view.trusted.cases["case_1"].status == "open"
     assert [a.outcome for a in view.audit][1:] == ["applied", "stale", "applied", "applied", "recorded", "recorded"]
-    assert view.version == 4
+    assert view.version == 1
 
 
-def test_redaction_keeps_the_status() -> None:
+def test_redaction_keeps_the_status_and_the_reference() -> None:
     view = new_view()
     apply_webhook(view, snapshot("evt_1", "approved", 1), NOW, CONFIG)
     outcome = apply_webhook(
-        view, snapshot("evt_2", "approved", 9, name="inquiry.redacted", **{"redacted-at": at(9)}), NOW, CONFIG
+        view,
+        snapshot("evt_2", "approved", 9, name="inquiry.redacted", reference_id=None, **{"redacted-at": at(9)}),
+        NOW,
+        CONFIG,
     )
-    assert outcome.status is not None
-    assert (outcome.status.status, outcome.status.previous_status) == ("approved", "approved")
+    assert outcome.status is None  # nothing a record carries changed
+    assert (view.trusted.status, view.trusted.reference_id) == ("approved", "user-42")
     assert view.trusted.redacted
 
 
@@ -238,7 +247,7 @@ def test_out_of_order_seqs_are_each_seen_once() -> None:
     for seq in (2, 0, 3, 1, 2, 0):
         apply_callback(view, callback(seq, {"kind": "onEvent", "name": "click"}), NOW, CONFIG)
     assert [entry.seq for entry in view.client.timeline] == [2, 0, 3, 1]
-    assert view.client.sessions["sess_0000000001"].seqs.contiguous == 3
+    assert view.client.sessions["sess_0000000001:user-42"].seqs.contiguous == 3
 
 
 def test_the_client_part_records_what_the_client_claimed() -> None:
@@ -258,8 +267,8 @@ def test_the_client_part_records_what_the_client_claimed() -> None:
         for name, n in apply_callback(view, record, NOW, CONFIG).counts.items():
             counts[name] = counts.get(name, 0) + n
     client = view.client
-    assert client.claimed_status == "completed"
-    assert client.started_at == NOW - timedelta(minutes=29)
+    assert client.claims["user-42"].claimed_status == "completed"
+    assert client.claims["user-42"].started_at == NOW - timedelta(minutes=29)
     assert (client.camera_failures, client.cancels) == (1, 1)
     assert client.error_codes == {"application_error": 1, "rate_limited": 1}
     assert client.one_time_link == {"one-time-link-sent": 1}
@@ -299,7 +308,7 @@ def test_flag_awaiting_confirmation_is_raised_by_the_timer_and_cleared_by_the_we
     apply_callback(view, complete(), NOW, CONFIG)
     assert not view.flags.awaiting_confirmation
     deadline = next_deadline(view, CONFIG)
-    assert deadline == view.client.completed_at + timedelta(seconds=60)  # type: ignore[operator]
+    assert deadline == NOW + timedelta(seconds=60)
     assert not refresh(view, deadline - timedelta(seconds=1), CONFIG).view_changed
     raised = refresh(view, deadline, CONFIG)
     assert view.flags.awaiting_confirmation
@@ -348,52 +357,332 @@ def test_start_to_trusted_completion_is_measured_once() -> None:
     assert second.durations == []
 
 
-# --- the permutation property --------------------------------------------------------------------
-
-LIFECYCLE = [
-    snapshot("evt_1", "created", 1),
-    snapshot("evt_2", "pending", 2),
-    snapshot("evt_3", "completed", 3),
-    snapshot("evt_4", "needs_review", 4),
-    snapshot("evt_5", "approved", 5),
-    event(object_event("evt_6", "verification.passed", "verification/government-id", "ver_1", at(3), status="passed")),
-    event(
-        object_event(
-            "evt_7", "verification.submitted", "verification/government-id", "ver_1", at(2), status="submitted"
-        )
-    ),
-    snapshot("evt_8", "approved", 5, name="inquiry.updated-tags", tags=["x"]),
-]
-
-
-def final_state(events: list[WebhookEvent]) -> tuple[InquiryView, list[int]]:
-    view = new_view()
-    versions = []
-    for item in events:
-        outcome = apply_webhook(view, item, NOW, CONFIG)
-        if outcome.status is not None:
-            versions.append(outcome.status.version)
-    return view, versions
-
-
-@settings(max_examples=300)
-@given(st.permutations(LIFECYCLE), st.lists(st.integers(0, len(LIFECYCLE) - 1), max_size=6), st.randoms())
-def test_any_order_with_duplicates_gives_the_in_order_trusted_part(
-    order: list[WebhookEvent], repeats: list[int], random: Any
-) -> None:
-    delivered = list(order) + [LIFECYCLE[i] for i in repeats]
-    random.shuffle(delivered)
-    expected, _ = final_state(LIFECYCLE)
-    actual, versions = final_state(delivered)
-    assert actual.trusted == expected.trusted
-    assert set(actual.milestones) == set(expected.milestones)
-    assert versions == list(range(1, len(versions) + 1))
-    assert actual.version == len(versions)
-
-
 def test_start_arriving_after_the_trusted_completion_is_still_measured() -> None:
     view = new_view()
     apply_webhook(view, snapshot("evt_1", "completed", 40), NOW, CONFIG)
     late = apply_callback(view, callback(1, {"kind": "onEvent", "name": "start"}), NOW, CONFIG)  # 11:30
     assert late.durations == [600.0]
     assert view.start_to_trusted_completion == 600.0
+
+
+# --- the rules, table-driven ----------------------------------------------------------------------
+
+
+@dataclass
+class Tick:
+    """The timer, ``seconds`` after NOW."""
+
+    seconds: float
+
+
+Step = WebhookEvent | CallbackRecord | Tick
+
+
+@dataclass
+class Rule:
+    id: str
+    steps: list[Step]
+    records: list[tuple[str, list[str]]]  # (status, changed) of each record published, in order
+    flags: frozenset[str] = frozenset()
+    notes: tuple[str | None, ...] | None = None  # audit notes, when the rule is about them
+
+
+def run(steps: list[Step]) -> tuple[InquiryView, list[Any]]:
+    view, records, clock = new_view(), [], NOW  # the clock never goes back
+    for step in steps:
+        if isinstance(step, WebhookEvent):
+            outcome = apply_webhook(view, step, clock, CONFIG)
+        elif isinstance(step, CallbackRecord):
+            outcome = apply_callback(view, step, clock, CONFIG)
+        else:
+            clock = max(clock, NOW + timedelta(seconds=step.seconds))
+            outcome = refresh(view, clock, CONFIG)
+        if outcome.status is not None:
+            records.append(outcome.status)
+    return view, records
+
+
+def verification(event_id: str, status: str, minute: int, name: str | None = None) -> WebhookEvent:
+    return event(
+        object_event(
+            event_id, name or f"verification.{status}", "verification/government-id", "ver_1", at(minute), status=status
+        )
+    )
+
+
+def case_event(event_id: str, minute: int) -> WebhookEvent:
+    return event(object_event(event_id, "case.created", "case", "case_1", at(minute), status="open"))
+
+
+FIRST = ["status", "reference_id", "template_id", "milestones"]
+SUCCESS_CLAIM = callback(9, {"kind": "onComplete", "inquiryId": INQUIRY_ID, "status": "completed"}, minute=30)
+APPROVED_CLAIM = callback(9, {"kind": "onComplete", "inquiryId": INQUIRY_ID, "status": "approved"}, minute=30)
+FOREIGN_CLAIM = callback(
+    0, {"kind": "onComplete", "inquiryId": INQUIRY_ID, "status": "completed"}, subject="mallory", minute=30
+)
+LOAD = callback(0, {"kind": "onLoad"})
+
+RULES = [
+    Rule(
+        "claimed-completed-against-declined",
+        [snapshot("evt_1", "declined", 1), SUCCESS_CLAIM],
+        [("declined", FIRST), ("declined", ["flags.claimed_complete_but_rejected"])],
+        frozenset({"claimed_complete_but_rejected"}),
+    ),
+    Rule(
+        "claimed-approved-against-failed",
+        [APPROVED_CLAIM, snapshot("evt_1", "failed", 1)],
+        [("failed", [*FIRST, "flags.claimed_complete_but_rejected"])],
+        frozenset({"claimed_complete_but_rejected"}),
+    ),
+    Rule(
+        "claimed-failed-against-failed-is-no-disagreement",
+        [
+            callback(9, {"kind": "onComplete", "inquiryId": INQUIRY_ID, "status": "failed"}),
+            snapshot("evt_1", "failed", 1),
+        ],
+        [("failed", FIRST)],
+    ),
+    Rule(
+        "awaiting-confirmation-raised-by-the-timer-is-published",
+        [snapshot("evt_1", "pending", 1), SUCCESS_CLAIM, Tick(59), Tick(60)],
+        [("pending", FIRST), ("pending", ["flags.awaiting_confirmation"])],
+        frozenset({"awaiting_confirmation"}),
+    ),
+    Rule(
+        "awaiting-confirmation-needs-no-completion-ever-not-the-current-status",
+        [snapshot("evt_1", "completed", 1), snapshot("evt_2", "expired", 2), SUCCESS_CLAIM, Tick(3600)],
+        [("completed", FIRST), ("expired", ["status", "milestones"])],
+        notes=(None, "unexpected-transition"),
+    ),
+    Rule(
+        "unexpected-transition-is-audited-allowed-skips-are-not",
+        [snapshot("evt_1", "created", 1), snapshot("evt_2", "completed", 2), snapshot("evt_3", "pending", 3)],
+        [("created", FIRST), ("completed", ["status", "milestones"]), ("pending", ["status", "milestones"])],
+        notes=(None, None, "unexpected-transition"),
+    ),
+    Rule(
+        "no-record-with-a-null-status",
+        [verification("evt_1", "submitted", 1), case_event("evt_2", 2), SUCCESS_CLAIM, Tick(60)],
+        [],
+        frozenset({"awaiting_confirmation"}),
+    ),
+    Rule(
+        "flags-raised-before-any-snapshot-ride-on-the-first-record",
+        [SUCCESS_CLAIM, Tick(60), snapshot("evt_1", "pending", 1)],
+        [("pending", [*FIRST, "flags.awaiting_confirmation"])],
+        frozenset({"awaiting_confirmation"}),
+    ),
+    Rule(
+        "the-same-snapshot-under-another-event-id-publishes-nothing",
+        [snapshot("evt_1", "pending", 1), snapshot("evt_2", "pending", 2, name="inquiry.transitioned")],
+        [("pending", FIRST)],
+    ),
+    Rule(
+        "verifications-reports-cases-and-tags-publish-nothing",
+        [
+            snapshot("evt_1", "pending", 1),
+            verification("evt_2", "passed", 2),
+            event(object_event("evt_3", "report/watchlist.ready", "report/watchlist", "rep_1", at(3))),
+            case_event("evt_4", 4),
+            snapshot("evt_5", "pending", 5, name="inquiry.updated-tags", tags=["vip"]),
+        ],
+        [("pending", FIRST)],
+    ),
+    Rule(
+        "a-name-that-disagrees-with-its-payload-is-audited-and-is-no-decision",
+        [snapshot("evt_1", "completed", 1, name="inquiry.approved")],
+        [("completed", FIRST)],
+        notes=("name-status-mismatch",),
+    ),
+    Rule(
+        "redaction-keeps-subject-mismatch",
+        [
+            snapshot("evt_1", "approved", 1),
+            FOREIGN_CLAIM,
+            snapshot("evt_2", "approved", 9, name="inquiry.redacted", reference_id=None, **{"redacted-at": at(9)}),
+        ],
+        [("approved", FIRST), ("approved", ["flags.subject_mismatch"])],
+        frozenset({"subject_mismatch"}),
+    ),
+    Rule(
+        "another-subjects-claim-never-counts-it-only-raises-subject-mismatch",
+        [snapshot("evt_1", "declined", 1), FOREIGN_CLAIM, Tick(3600)],
+        [("declined", FIRST), ("declined", ["flags.subject_mismatch"])],
+        frozenset({"subject_mismatch"}),
+    ),
+    Rule(
+        "another-subjects-claim-cannot-clear-left-early",
+        [LOAD, snapshot("evt_1", "completed", 1), Tick(60), FOREIGN_CLAIM],
+        [
+            ("completed", FIRST),
+            ("completed", ["flags.left_early"]),
+            ("completed", ["flags.subject_mismatch"]),
+        ],
+        frozenset({"left_early", "subject_mismatch"}),
+    ),
+    Rule(
+        "a-foreign-session-id-does-not-shadow-the-real-one",
+        [
+            snapshot("evt_1", "declined", 1),
+            callback(9, {"kind": "onLoad"}, subject="mallory"),  # takes (session, 9) first
+            SUCCESS_CLAIM,  # the real subject's (session, 9)
+        ],
+        [
+            ("declined", FIRST),
+            ("declined", ["flags.subject_mismatch"]),
+            ("declined", ["flags.claimed_complete_but_rejected"]),
+        ],
+        frozenset({"subject_mismatch", "claimed_complete_but_rejected"}),
+    ),
+]
+
+
+@pytest.mark.parametrize("rule", RULES, ids=[r.id for r in RULES])
+def test_rule(rule: Rule) -> None:
+    view, records = run(rule.steps)
+    assert [(r.status, r.changed) for r in records] == rule.records
+    assert [r.version for r in records] == list(range(1, len(records) + 1))
+    assert set(view.flags.raised()) == rule.flags
+    if records:
+        assert set(records[-1].flags.raised()) == rule.flags
+    if rule.notes is not None:
+        assert tuple(a.note for a in view.audit if a.outcome in ("applied", "stale")) == rule.notes
+    assert view.trusted.decision in (None, "approved", "declined")
+    if view.trusted.status is not None and view.trusted.status not in ("approved", "declined"):
+        assert view.trusted.decision is None
+
+
+@dataclass
+class Race:
+    id: str
+    events: list[WebhookEvent]
+    check: str  # the attribute path compared across both orders
+
+
+RACES = [
+    Race(
+        "object-ties-broken-by-progress",
+        [verification("evt_b", "passed", 3), verification("evt_a", "submitted", 3)],
+        "trusted.verifications",
+    ),
+    Race(
+        "template-from-the-newest-snapshot-naming-one",
+        [
+            snapshot("evt_1", "pending", 1, template_id="itmpl_old"),
+            snapshot("evt_2", "completed", 2, template_id="itmpl_new"),
+        ],
+        "trusted.template_id",
+    ),
+    Race(
+        "completion-time-from-the-earliest-completion-snapshot",
+        [snapshot("evt_1", "completed", 40), snapshot("evt_2", "approved", 45)],
+        "trusted_completed_at",
+    ),
+    Race(
+        "reference-id-survives-a-redacted-snapshot",
+        [
+            snapshot("evt_1", "approved", 1),
+            snapshot("evt_2", "approved", 9, name="inquiry.redacted", reference_id=None),
+        ],
+        "trusted.reference_id",
+    ),
+]
+
+
+@pytest.mark.parametrize("race", RACES, ids=[r.id for r in RACES])
+def test_derived_values_do_not_depend_on_delivery_order(race: Race) -> None:
+    def value(events: list[WebhookEvent]) -> Any:
+        view, _ = run(list(events))
+        target: Any = view
+        for part in race.check.split("."):
+            target = getattr(target, part)
+        return target
+
+    assert value(race.events) == value(list(reversed(race.events)))
+
+
+def test_object_ties_keep_the_further_progress() -> None:
+    for order in ([verification("evt_b", "passed", 3), verification("evt_a", "submitted", 3)],):
+        for events in (order, list(reversed(order))):
+            view, _ = run(list(events))
+            assert view.trusted.verifications["ver_1"].status == "passed"
+
+
+def test_start_to_completion_uses_the_earliest_completion_snapshot() -> None:
+    start = callback(1, {"kind": "onEvent", "name": "start"})  # 11:30
+    view, _ = run([start, snapshot("evt_2", "approved", 45), snapshot("evt_1", "completed", 40)])
+    assert view.trusted_completed_at == datetime(2026, 3, 1, 11, 40, tzinfo=UTC)
+    assert view.start_to_trusted_completion == 600.0  # 11:30 to 11:40, as in delivery order
+    in_order, _ = run([start, snapshot("evt_1", "completed", 40), snapshot("evt_2", "approved", 45)])
+    assert in_order.start_to_trusted_completion == view.start_to_trusted_completion
+
+
+def test_a_record_says_what_triggered_it() -> None:
+    _, records = run([snapshot("evt_1", "pending", 1), SUCCESS_CLAIM, Tick(60)])
+    assert [(r.trigger.source, r.trigger.event_id, r.trigger.seq) for r in records] == [
+        ("webhook", "evt_1", None),
+        ("timer", None, None),
+    ]
+    assert all(r.cause.event_id == "evt_1" for r in records)
+    _, records = run([snapshot("evt_1", "declined", 1), SUCCESS_CLAIM])
+    assert (records[-1].trigger.source, records[-1].trigger.session, records[-1].trigger.seq) == (
+        "callback",
+        "sess_0000000001",
+        9,
+    )
+    assert records[-1].previous_status == "declined"
+
+
+# --- the permutation property --------------------------------------------------------------------
+
+PATHS = [
+    ["created", "pending", "completed", "approved"],
+    ["created", "pending", "completed", "needs_review", "declined"],
+    ["created", "pending", "failed", "declined"],
+    ["created", "pending", "expired"],
+    ["created", "expired", "approved"],
+    ["pending", "completed"],
+]
+
+
+@st.composite
+def inquiry_webhooks(draw: st.DrawFn) -> list[WebhookEvent]:
+    """The webhooks of one inquiry as Persona could send them: a lifecycle path, each status
+    shown by one or more snapshots (some at the same millisecond), plus object events."""
+    path = draw(st.sampled_from(PATHS))
+    minute, events, number = 1, [], 0
+    for status in path:
+        for copy in range(draw(st.integers(1, 2))):
+            number += 1
+            minute += draw(st.integers(0, 1))  # 0: the same millisecond as the one before
+            name = None if copy == 0 else draw(st.sampled_from(["inquiry.transitioned", "inquiry.updated-tags"]))
+            events.append(snapshot(f"evt_{number:02d}", status, minute, name=name))
+    for index, status in enumerate(draw(st.lists(st.sampled_from(["submitted", "passed", "failed"]), max_size=3))):
+        number += 1
+        events.append(verification(f"evt_{number:02d}", status, 1 + draw(st.integers(0, minute)), None))
+        del index
+    if draw(st.booleans()):
+        number += 1
+        events.append(case_event(f"evt_{number:02d}", draw(st.integers(1, minute))))
+    return events
+
+
+def content(record: Any) -> tuple[Any, ...]:
+    return (record.status, record.reference_id, record.template_id, record.milestones, record.flags)
+
+
+@settings(max_examples=600, deadline=None)
+@given(inquiry_webhooks(), st.data())
+def test_records_are_the_same_in_every_delivery_order(events: list[WebhookEvent], data: st.DataObject) -> None:
+    repeats = data.draw(st.lists(st.sampled_from(events), max_size=6))
+    delivered = data.draw(st.permutations([*events, *repeats]))
+    expected_view, expected = run(list(events))
+    actual_view, actual = run(list(delivered))
+    assert len(actual) == len(expected)
+    assert content(actual[-1]) == content(expected[-1])
+    assert [r.version for r in actual] == list(range(1, len(actual) + 1))
+    assert all(r.status is not None for r in actual)
+    assert all(content(a) != content(b) for a, b in itertools.pairwise(actual))
+    assert actual_view.trusted == expected_view.trusted
+    assert actual_view.trusted_completed_at == expected_view.trusted_completed_at

@@ -55,3 +55,13 @@ def test_the_buffer_is_bounded_but_everything_is_counted() -> None:
     counted = sum(on_callback(buffer, record(seq)).counts["callbacks.onLoad"] for seq in range(BUFFER_LIMIT + 5))
     assert counted == BUFFER_LIMIT + 5
     assert (len(buffer.records), buffer.dropped) == (BUFFER_LIMIT, 5)
+
+
+def test_a_session_belongs_to_one_subject() -> None:
+    """Another token holder with the same session id writes under another key: a buffer of its own."""
+    mallory = record(0).model_copy(update={"subject": "mallory"})
+    assert record(0).key() == LINK.key() == f"session:{SESSION}:u"
+    assert mallory.key() != record(0).key()
+    assert SessionLink(session=SESSION, inquiry_id="inq_elsewhere", subject="mallory", received_at=AT).key() == (
+        mallory.key()
+    )

@@ -395,9 +395,9 @@ steps = st.tuples(
 def test_a_valid_frame_is_taken_after_any_refusals_unless_a_limit_closed_the_connection(
     runs: list[tuple[str, str, int, int, float]], rules: IngestLimits, claims: Claims, written: set[tuple[str, int]]
 ) -> None:
-    recent: Recent[tuple[str, int]] = Recent(100)
-    for key in written:  # frames this gateway wrote before, on an earlier connection
-        recent.add(key)
+    recent: Recent[tuple[str, str, int]] = Recent(100)
+    for session, seq in written:  # frames this gateway wrote before, on an earlier connection
+        recent.add((claims.subject, session, seq))
     connection = IngestConnection(claims, None, rules, recent, now=0.0)
     now = 0.0
     for kind, session, first, repeat, pause in runs:

@@ -8,7 +8,7 @@ import pytest
 from schemas.codec import decode
 from schemas.errors import SchemaError
 from schemas.webhooks import InquiryObject, OtherObject, WebhookEvent
-from tests.fixtures.webhooks import DOCUMENTED_EXAMPLE, INQUIRY_ID, body, example
+from tests.fixtures.webhooks import DOCUMENTED_EXAMPLE, INQUIRY_ID, body, example, object_event
 
 
 def test_the_documented_example_parses() -> None:
@@ -104,3 +104,16 @@ def test_envelopes_missing_what_the_pipeline_relies_on_are_rejected(document: di
         decode(WebhookEvent, body(document))
     assert raised.value.code == "invalid-shape"
     assert raised.value.field == field
+
+
+def test_a_case_linked_to_several_inquiries_is_about_each() -> None:
+    document = object_event("evt_1", "case.created", "case", "case_1", "2026-03-01T11:00:00.000Z")
+    document["data"]["attributes"]["payload"]["data"]["relationships"] = {
+        "inquiries": {"data": [{"type": "inquiry", "id": "inq_a"}, {"type": "inquiry", "id": "inq_b"}]},
+        "inquiry": {"data": {"type": "inquiry", "id": "inq_a"}},
+    }
+    event = decode(WebhookEvent, body(document))
+    assert event.inquiry_ids() == ["inq_a", "inq_b"]
+    assert event.inquiry_id() == "inq_a"
+    document["data"]["attributes"]["payload"]["data"]["relationships"] = {}
+    assert decode(WebhookEvent, body(document)).inquiry_ids() == ["case_1"]

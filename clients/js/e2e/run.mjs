@@ -9,6 +9,8 @@
  *     [--subscribe ws://127.0.0.1:8765/v1/subscribe --subscribe-token "$SUBSCRIBE_JWT"] \
  *     [--inquiry inq_...] [--expect-status completed] [--timeout 60] \
  *     [--pause-after start [--resume-file PATH]] [--port 0] [--reference-id user-42]
+ *     [--token-url URL] [--subscribe-token-url URL]   (an app backend minting a fresh token per
+ *     GET, instead of --token / --subscribe-token: exercises token refresh on open connections)
  *
  * The same options may come as one JSON argument (`node e2e/run.mjs '{"ws": ..., "token": ...}'`,
  * keys as the flags in camelCase) or as environment variables E2E_WS, E2E_TOKEN, E2E_SUBSCRIBE,
@@ -57,6 +59,8 @@ const OPTIONS = {
   token: { type: "string" },
   subscribe: { type: "string" },
   "subscribe-token": { type: "string" },
+  "token-url": { type: "string" },
+  "subscribe-token-url": { type: "string" },
   inquiry: { type: "string" },
   "expect-status": { type: "string" },
   timeout: { type: "string" },
@@ -78,7 +82,8 @@ function config() {
   }
   if (positionals[0]) Object.assign(merged, JSON.parse(positionals[0]));
   for (const [flag, value] of Object.entries(values)) merged[camel(flag)] = value;
-  if (!merged.ws || !merged.token) throw new Error("--ws and --token are required");
+  if (!merged.ws || !(merged.token || merged.tokenUrl))
+    throw new Error("--ws and --token (or --token-url) are required");
   return {
     ...merged,
     inquiry: merged.inquiry ?? `inq_e2e${Math.random().toString(36).slice(2, 14)}`,
@@ -151,6 +156,9 @@ async function main() {
       if (url.startsWith(PERSONA))
         return route.fulfill({ path: join(ROOT, "e2e/standin.html"), contentType: "text/html" });
       if (url.startsWith(`${origin}/`)) return route.continue();
+      if ([options.tokenUrl, options.subscribeTokenUrl].some((backend) => backend && url.startsWith(backend)))
+        return route.continue(); // the app's backend, minting tokens
+
       blocked.push(url);
       return route.abort("blockedbyclient"); // nothing from the internet
     });
@@ -160,7 +168,9 @@ async function main() {
     page.on("pageerror", (error) => pageErrors.push(String(error)));
     const hash = new URLSearchParams({
       ws: options.ws,
-      token: options.token,
+      token: options.token ?? "",
+      ...(options.tokenUrl && { tokenUrl: options.tokenUrl }),
+      ...(options.subscribeTokenUrl && { subscribeTokenUrl: options.subscribeTokenUrl }),
       maxDelay: String(options.maxDelay),
       ...(options.subscribe && { subscribe: options.subscribe, subscribeToken: options.subscribeToken ?? "" }),
       ...(options.referenceId && { referenceId: options.referenceId }),

@@ -9,6 +9,12 @@
  * `random() * min(maxDelay, initialDelay * 2^(failures - 1))`. {@link Connection.healthy} resets it
  * once the owner sees progress (an ack, a subscription confirmed).
  *
+ * Tokens expire on open connections too: `ready` (and `refreshed`) carry the token's `expires_at`,
+ * and the gateway closes at that moment with `4001 token-expired`. So when the token is a function,
+ * the connection asks it for a new token {@link REFRESH_LEAD} before expiry (or after four fifths of
+ * a shorter lifetime) and sends a `refresh` frame; a refused refresh is reported (`onStatus`) and the
+ * connection simply reconnects, with a new token, when the gateway closes it.
+ *
  * A socket can die without a close event for minutes (a network that vanished). So a socket that
  * is not `ready` within {@link STALL_TIMEOUT}, or that leaves an {@link Connection.expect | expected}
  * answer (an ack) unanswered that long, is dropped and replaced.
@@ -33,6 +39,8 @@ export interface Backoff {
 export type ConnectionStatus =
   | { state: "connecting"; attempt: number }
   | { state: "ready"; connection: string }
+  | { state: "refreshed"; expiresAt: number }
+  | { state: "refresh-refused"; code: string }
   | { state: "retrying"; delay: number; code?: number; reason?: string; error?: unknown }
   | { state: "idle"; code?: number; reason?: string }
   | { state: "closed" };
@@ -70,8 +78,13 @@ const OPEN = 1;
 /** How long an awaited answer (`ready`, an ack) may take before the socket is replaced, in ms. */
 export const STALL_TIMEOUT = 30_000;
 
+/** How long before its token expires an open connection refreshes it, in ms (at most). */
+export const REFRESH_LEAD = 30_000;
+
 export class Connection {
   private socket: SocketLike | undefined;
+  private refreshTimer: ReturnType<typeof setTimeout> | undefined;
+  private refreshing = false;
   private timer: ReturnType<typeof setTimeout> | undefined;
   private stall: ReturnType<typeof setTimeout> | undefined;
   private failures = 0;
@@ -126,6 +139,7 @@ export class Connection {
   close(): void {
     this.stopped = true;
     this.settle();
+    this.stopRefresh();
     clearTimeout(this.timer);
     this.timer = undefined;
     const socket = this.socket;
@@ -165,7 +179,16 @@ export class Connection {
         this.isReady = true;
         this.settle();
         this.status({ state: "ready", connection: frame.connection });
+        this.scheduleRefresh(socket, frame.expires_at);
         this.options.onReady(frame);
+      } else if (frame.type === "refreshed") {
+        this.refreshing = false;
+        this.status({ state: "refreshed", expiresAt: frame.expires_at });
+        this.scheduleRefresh(socket, frame.expires_at);
+      } else if (frame.type === "error" && this.refreshing && frame.code.startsWith("token-")) {
+        // the new token was refused: the old one stands until the gateway closes (4001), then a reconnect
+        this.refreshing = false;
+        this.status({ state: "refresh-refused", code: frame.code });
       } else {
         this.options.onFrame(frame);
       }
@@ -180,6 +203,36 @@ export class Connection {
 
   private detach(socket: SocketLike): void {
     socket.onopen = socket.onmessage = socket.onclose = socket.onerror = null;
+    this.stopRefresh();
+  }
+
+  /** Ask for a new token before `expiresAt` (seconds since the epoch) and send it on `socket`. */
+  private scheduleRefresh(socket: SocketLike, expiresAt: number | null | undefined): void {
+    this.stopRefresh();
+    const { token } = this.options;
+    if (typeof token !== "function" || typeof expiresAt !== "number") return; // a fixed token cannot be renewed
+    const remaining = expiresAt * 1000 - Date.now();
+    const delay = Math.max(0, remaining - Math.min(REFRESH_LEAD, remaining / 5));
+    this.refreshTimer = setTimeout(() => {
+      this.refreshTimer = undefined;
+      void (async () => {
+        let value: string;
+        try {
+          value = await token();
+        } catch {
+          this.status({ state: "refresh-refused", code: "token-unavailable" });
+          return;
+        }
+        if (this.socket !== socket || !this.send({ type: "refresh", token: value })) return;
+        this.refreshing = true;
+      })();
+    }, delay);
+  }
+
+  private stopRefresh(): void {
+    clearTimeout(this.refreshTimer);
+    this.refreshTimer = undefined;
+    this.refreshing = false;
   }
 
   private settle(): void {
@@ -189,6 +242,7 @@ export class Connection {
 
   private closed(code: number, reason: string): void {
     this.settle();
+    this.stopRefresh();
     this.socket = undefined;
     this.isReady = false;
     if (this.stopped) return;

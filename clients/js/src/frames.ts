@@ -48,6 +48,14 @@ export interface ReadyFrame {
   subject: string;
   scope: string;
   limits: { [name: string]: number };
+  /** When the token expires, seconds since the epoch: the connection refreshes it before then. */
+  expires_at?: number | null;
+}
+
+/** The answer to a `refresh` frame: the connection now expires at `expires_at`. */
+export interface RefreshedFrame {
+  type: "refreshed";
+  expires_at: number;
 }
 
 /** A cumulative acknowledgement: every frame of `session` up to `seq` sent on this connection is done. */
@@ -86,16 +94,20 @@ export interface UpdateFrame {
   data: StatusRecord;
 }
 
-/** A trusted status record (docs/schemas/status-record.schema.json); only the fields used here are typed. */
+/**
+ * A status record (docs/schemas/status-record.schema.json): one change of what it carries (the
+ * trusted status or any flag; `changed` says what). Only the fields used here are typed.
+ */
 export interface StatusRecord {
   inquiry_id: string;
   version: number;
   status: string | null;
   previous_status: string | null;
+  changed?: string[];
   [key: string]: unknown;
 }
 
-export type ServerFrame = ReadyFrame | AckFrame | ErrorFrame | SubscribedFrame | UpdateFrame;
+export type ServerFrame = ReadyFrame | RefreshedFrame | AckFrame | ErrorFrame | SubscribedFrame | UpdateFrame;
 
 /** The two redaction switches; both off by default. */
 export interface Redaction {

@@ -129,3 +129,75 @@ describe("the socket", () => {
     expect(socket.closedWith).toEqual({ code: 4000, reason: "rate-limited" });
   });
 });
+
+describe("token refresh", () => {
+  const NOW = 1_800_000_000_000;
+
+  function acceptExpiring(socket: FakeSocket, expiresAt: number): void {
+    socket.readyState = 1;
+    socket.onopen?.({});
+    socket.reply({
+      type: "ready",
+      protocol: 1,
+      connection: "c1",
+      subject: "u",
+      scope: "ingest",
+      limits: {},
+      expires_at: expiresAt,
+    });
+  }
+
+  it("asks token() again before expiry and sends a refresh frame", async () => {
+    vi.setSystemTime(NOW);
+    let n = 0;
+    const token = vi.fn(async () => `tok-${n++}`);
+    connect({ token });
+    await vi.advanceTimersByTimeAsync(0);
+    acceptExpiring(FakeSocket.last, NOW / 1000 + 600);
+    await vi.advanceTimersByTimeAsync(569_000);
+    expect(FakeSocket.last.sentOf("refresh")).toEqual([]);
+    await vi.advanceTimersByTimeAsync(1_000); // 30 s before expiry
+    expect(FakeSocket.last.sentOf("refresh")).toEqual([{ type: "refresh", token: "tok-1" }]);
+    FakeSocket.last.reply({ type: "refreshed", expires_at: NOW / 1000 + 1200 });
+    expect(statuses[statuses.length - 1]).toEqual({ state: "refreshed", expiresAt: NOW / 1000 + 1200 });
+    await vi.advanceTimersByTimeAsync(600_000); // the next refresh follows the new expiry
+    expect(FakeSocket.last.sentOf("refresh").map((f) => f.token)).toEqual(["tok-1", "tok-2"]);
+    expect(FakeSocket.all).toHaveLength(1); // one socket all along
+  });
+
+  it("refreshes a short-lived token after four fifths of its life", async () => {
+    vi.setSystemTime(NOW);
+    connect({ token: async () => "fresh" });
+    await vi.advanceTimersByTimeAsync(0);
+    acceptExpiring(FakeSocket.last, NOW / 1000 + 10);
+    await vi.advanceTimersByTimeAsync(7_900);
+    expect(FakeSocket.last.sentOf("refresh")).toEqual([]);
+    await vi.advanceTimersByTimeAsync(200);
+    expect(FakeSocket.last.sentOf("refresh")).toHaveLength(1);
+  });
+
+  it("reports a refused refresh without passing it on, and reconnects with a new token at the 4001 close", async () => {
+    vi.setSystemTime(NOW);
+    const frames: unknown[] = [];
+    const token = vi.fn(async () => "tok");
+    connect({ token, onFrame: (f) => frames.push(f) });
+    await vi.advanceTimersByTimeAsync(0);
+    acceptExpiring(FakeSocket.last, NOW / 1000 + 10);
+    await vi.advanceTimersByTimeAsync(8_000);
+    FakeSocket.last.reply({ type: "error", code: "token-mismatch", message: "no" });
+    expect(statuses[statuses.length - 1]).toEqual({ state: "refresh-refused", code: "token-mismatch" });
+    expect(frames).toEqual([]);
+    FakeSocket.last.drop(4001, "token-expired");
+    await vi.advanceTimersByTimeAsync(250);
+    expect(FakeSocket.all).toHaveLength(2);
+    expect(token).toHaveBeenCalledTimes(3); // the first auth, the refresh, the reconnect
+  });
+
+  it("never refreshes a fixed token", async () => {
+    vi.setSystemTime(NOW);
+    connect({ token: "fixed" });
+    acceptExpiring(FakeSocket.last, NOW / 1000 + 10);
+    await vi.advanceTimersByTimeAsync(20_000);
+    expect(FakeSocket.last.sentOf("refresh")).toEqual([]);
+  });
+});
