@@ -191,7 +191,11 @@ class Settings(BaseSettings):
     analytics_grace_seconds: int = Field(
         default=5, ge=0, description="How long after its end a window waits for late inputs before its final record."
     )
-    view_cache_size: int = Field(default=100_000, ge=1, description="Decoded views a worker keeps in memory.")
+    view_cache_size: int = Field(
+        default=10_000,
+        ge=1,
+        description="Decoded views a worker keeps in memory (about 23 KB each); the rest stay encoded in its store.",
+    )
 
     @field_validator("webhook_secrets", "allowed_origins", mode="before")
     @classmethod
