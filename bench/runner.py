@@ -16,7 +16,11 @@ SCENARIOS: dict[str, tuple[Scenario, dict[str, Any], dict[str, Any]]] = {
     # name: (run, full sizes, smoke sizes)
     "ingest": (ingest.run, {"frames": 50_000, "connections": 50}, {"frames": 500, "connections": 5}),
     "processing": (processing.run, {"events": 50_000}, {"events": 400}),
-    "end_to_end": (end_to_end.run, {"rate": 1000.0, "seconds": 10.0}, {"rate": 50.0, "seconds": 1.0}),
+    "end_to_end": (
+        end_to_end.run,
+        {"rate": 1000.0, "seconds": 30.0, "warmup": 5.0},
+        {"rate": 50.0, "seconds": 1.0, "warmup": 0.5},
+    ),
     "fanout": (fanout.run, {"subscribers": 10_000, "updates": 10}, {"subscribers": 20, "updates": 2}),
     "recovery": (recovery.run, {"inquiries": 1_000_000}, {"inquiries": 2000}),
 }
