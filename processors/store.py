@@ -10,9 +10,11 @@ changelog on every restart. This store is Kafka Streams' transactional state sto
   record the transaction wrote reach RocksDB together, in one write batch (:meth:`Store.commit`);
 * an aborted transaction, or a partition that leaves, drops its overlay (:meth:`Store.discard`).
 
-So after ``kill -9`` RocksDB holds exactly the committed state at a known changelog offset; faust's
-recovery starts from that offset (``persisted_offset``) and replays only the tail. A partition that
-leaves keeps its files: if it comes back, only what its other owner wrote since is replayed.
+So after ``kill -9`` RocksDB holds exactly the committed state at a known changelog offset. At each
+rebalance the store first brings every partition it is given up to the changelog's end in bulk
+(:mod:`processors.restore`), from that offset -- the tail, or all of it for a partition new to this
+worker -- and faust's recovery then finds nothing left. A partition that leaves keeps its files: if
+it comes back, only what its other owner wrote since is read.
 
 One RocksDB database per partition, under the app's table directory; the store URL is
 ``persona-stream://`` (the ``faust.stores`` entry point in ``pyproject.toml``).
@@ -21,13 +23,14 @@ One RocksDB database per partition, under the app's table directory; the store U
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from faust.stores.base import SerializedStore
 from rocksdict import Options, Rdict, WriteBatch
 
+from processors.restore import RestoreStats, restore
 from processors.tables import partition_of
 
 OFFSET_KEY = b"\x00persona-stream:changelog-offset"  # sorts first; never a table key (keys are text)
@@ -42,6 +45,7 @@ class Store(SerializedStore):  # type: ignore[misc]
         self.directory = Path(app.conf.tabledir)
         self.databases: dict[int, Rdict] = {}
         self.overlay: dict[int, dict[bytes, bytes | None]] = {}
+        self.last_restore = RestoreStats(0, 0, 0.0)
 
     # --- the transaction's view -----------------------------------------------------------------
 
@@ -90,6 +94,17 @@ class Store(SerializedStore):  # type: ignore[misc]
 
     def set_persisted_offset(self, tp: Any, offset: int) -> None:
         self.database(tp.partition).put(OFFSET_KEY, str(offset).encode())
+
+    def write_committed(self, partition: int, records: Sequence[tuple[bytes, bytes | None]], offset: int) -> None:
+        """Committed changelog records (a bulk restore), straight to RocksDB, with the last one's offset."""
+        batch = WriteBatch(raw_mode=True)
+        for key, value in records:
+            if value is None:
+                batch.delete(key)
+            else:
+                batch.put(key, value)
+        batch.put(OFFSET_KEY, str(offset).encode())
+        self.database(partition).write(batch)
 
     def apply_changelog_batch(
         self, batch: Iterable[Any], to_key: Callable[[Any], Any], to_value: Callable[[Any], Any]
@@ -167,6 +182,11 @@ class Store(SerializedStore):  # type: ignore[misc]
             if tp.topic == changelog and tp.partition not in kept:
                 self.discard(tp.partition)  # its committed state stays valid, at its offset
                 self.close(tp.partition)
+        # before faust's recovery (which then starts from the offsets restored to) and before any input
+        self.last_restore = await restore(self, self.bootstrap_servers(), changelog, kept)
+
+    def bootstrap_servers(self) -> str:
+        return ",".join(f"{url.host}:{url.port or 9092}" for url in self.app.conf.broker)
 
     async def backup_partition(self, tp: Any, flush: bool = True, purge: bool = False, keep: int = 1) -> None:
         """No backups: RocksDB is committed state and the changelog its backup."""
