@@ -156,6 +156,9 @@ class Settings(BaseSettings):
         description="Where a worker keeps inquiry views: RocksDB on local disk, committed state only "
         "(a restart replays only the changelog's tail), or memory (restored from the changelog on every start).",
     )
+    store_memory_mb: int = Field(
+        default=128, ge=16, description="Memory of a worker's RocksDB: memtables and block cache, all partitions."
+    )
     state_dir: Path | None = Field(
         default=None,
         description="A worker's local state (RocksDB); one per worker instance. "

@@ -53,6 +53,7 @@ def create_app(settings: Settings) -> tuple[WorkerApp, Pipeline]:
     app = WorkerApp(
         settings.processors_id,
         brokers=[host.strip() for host in settings.bootstrap_servers().split(",")],
+        store_memory_bytes=settings.store_memory_mb << 20,
         processing_guarantee=settings.processing_guarantee,
         store="persona-stream://" if settings.store == "rocksdb" else "memory://",
         datadir=str(datadir),

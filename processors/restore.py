@@ -31,6 +31,8 @@ class Restorable(Protocol):
 
     def write_committed(self, partition: int, records: Sequence[tuple[bytes, bytes | None]], offset: int) -> None: ...
 
+    def restored(self, partition: int) -> None: ...
+
 
 @dataclass(frozen=True)
 class RestoreStats:
@@ -61,6 +63,7 @@ async def restore(
     )
     await consumer.start()
     records = 0
+    written: set[int] = set()
     try:
         consumer.assign(tps)
         ends = await consumer.end_offsets(tps)  # read-committed: the end of committed data
@@ -80,9 +83,12 @@ async def restore(
                 if batch:
                     store.write_committed(tp.partition, [(r.key, r.value) for r in batch], batch[-1].offset)
                     records += len(batch)
+                    written.add(tp.partition)
             for tp in list(remaining):
                 if await consumer.position(tp) >= ends[tp]:
                     remaining.discard(tp)
+        for partition in written:
+            store.restored(partition)
     finally:
         await consumer.stop()
     stats = RestoreStats(len(tps), records, time.monotonic() - started)

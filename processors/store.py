@@ -28,12 +28,33 @@ from pathlib import Path
 from typing import Any
 
 from faust.stores.base import SerializedStore
-from rocksdict import Options, Rdict, WriteBatch
+from rocksdict import BlockBasedOptions, Cache, Options, Rdict, WriteBatch, WriteBufferManager, WriteOptions
 
 from processors.restore import RestoreStats, restore
 from processors.tables import partition_of
 
 OFFSET_KEY = b"\x00persona-stream:changelog-offset"  # sorts first; never a table key (keys are text)
+# Restored data is in the changelog: without the write-ahead log a crash loses a suffix of it, read
+# again from the offset that survived; a restore is flushed before any commit is written (restored).
+NO_WAL = WriteOptions()
+NO_WAL.disable_wal = True  # type: ignore[method-assign,assignment]  # a property; the stubs say a method
+
+
+def rocksdb_options(memory_bytes: int) -> Options:
+    """Options for every partition's database of one store: memtables and block cache share one
+    budget of ``memory_bytes``, so that memory does not grow with partitions or with data."""
+    cache = Cache(memory_bytes // 2)
+    options = Options(raw_mode=True)
+    options.create_if_missing(True)
+    options.set_write_buffer_size(min(16 << 20, memory_bytes // 8))
+    options.set_max_write_buffer_number(2)
+    options.set_write_buffer_manager(
+        WriteBufferManager.new_write_buffer_manager_with_cache(memory_bytes // 2, False, cache)
+    )
+    table = BlockBasedOptions()
+    table.set_block_cache(cache)
+    options.set_block_based_table_factory(table)
+    return options
 
 
 class Store(SerializedStore):  # type: ignore[misc]
@@ -46,6 +67,7 @@ class Store(SerializedStore):  # type: ignore[misc]
         self.databases: dict[int, Rdict] = {}
         self.overlay: dict[int, dict[bytes, bytes | None]] = {}
         self.last_restore = RestoreStats(0, 0, 0.0)
+        self.options = rocksdb_options(getattr(app, "store_memory_bytes", 128 << 20))
 
     # --- the transaction's view -----------------------------------------------------------------
 
@@ -80,7 +102,7 @@ class Store(SerializedStore):  # type: ignore[misc]
         found = self.databases.get(partition)
         if found is None:
             self.directory.mkdir(parents=True, exist_ok=True)
-            found = self.databases[partition] = Rdict(str(self.path(partition)), options=Options(raw_mode=True))
+            found = self.databases[partition] = Rdict(str(self.path(partition)), options=self.options)
         return found
 
     def close(self, partition: int) -> None:
@@ -104,7 +126,12 @@ class Store(SerializedStore):  # type: ignore[misc]
             else:
                 batch.put(key, value)
         batch.put(OFFSET_KEY, str(offset).encode())
-        self.database(partition).write(batch)
+        self.database(partition).write(batch, NO_WAL)
+
+    def restored(self, partition: int) -> None:
+        """A bulk restore of the partition ended: make it durable before any commit is written
+        with the write-ahead log (which a restart would replay on top of lost restored data)."""
+        self.database(partition).flush(True)
 
     def apply_changelog_batch(
         self, batch: Iterable[Any], to_key: Callable[[Any], Any], to_value: Callable[[Any], Any]
