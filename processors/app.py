@@ -81,14 +81,18 @@ def create_app(settings: Settings) -> tuple[WorkerApp, Pipeline]:
         table_standby_replicas=0,  # faust's standby offsets can go negative after a failover and crash recovery
     )
 
+    # faust takes a table's own store URL only when it is truthy, and yarl's URL("memory://") is not
+    # (no host): it would fall back to the app's store. A host makes it count.
+    memory = "memory://tables"
+
     def table(name: str, store: str | None = None) -> Any:
         return app.Table(name, partitions=settings.partitions, key_type=bytes, value_type=bytes, store=store)
 
     tables = Tables(
         inquiries=table("inquiries"),
-        sessions=table("sessions", "memory://"),
-        deadlines=table("deadlines", "memory://"),
-        windows=table("analytics", "memory://"),
+        sessions=table("sessions", memory),
+        deadlines=table("deadlines", memory),
+        windows=table("analytics", memory),
     )
     pipeline = Pipeline(
         topics=plan,

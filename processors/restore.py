@@ -46,9 +46,19 @@ class RestoreStats:
 
 
 async def restore(
-    store: Restorable, bootstrap_servers: str, topic: str, partitions: Iterable[int], *, timeout: float = 600.0
+    store: Restorable,
+    bootstrap_servers: str,
+    topic: str,
+    partitions: Iterable[int],
+    *,
+    timeout: float = 600.0,
+    checkpoint_records: int = 20_000,
 ) -> RestoreStats:
-    """Read ``topic``'s ``partitions`` from the store's offsets to their current end into the store."""
+    """Read ``topic``'s ``partitions`` from the store's offsets to their current end into the store.
+
+    Every ``checkpoint_records`` it makes what it has written durable (a restore cut off by a crash
+    resumes from the last checkpoint, not from the start).
+    """
     tps = [TopicPartition(topic, partition) for partition in sorted(set(partitions))]
     started = time.monotonic()
     if not tps:
@@ -62,7 +72,7 @@ async def restore(
         max_partition_fetch_bytes=16 << 20,
     )
     await consumer.start()
-    records = 0
+    records = checkpointed = 0
     written: set[int] = set()
     try:
         consumer.assign(tps)
@@ -74,6 +84,8 @@ async def restore(
             if start < ends[tp]:
                 consumer.seek(tp, start)
                 remaining.add(tp)
+        if remaining:
+            log.info("restoring %s: %d partitions from their local offsets", topic, len(remaining))
         deadline = started + timeout
         while remaining:
             if time.monotonic() > deadline:
@@ -84,6 +96,11 @@ async def restore(
                     store.write_committed(tp.partition, [(r.key, r.value) for r in batch], batch[-1].offset)
                     records += len(batch)
                     written.add(tp.partition)
+            if records >= checkpointed + checkpoint_records:
+                for partition in written:
+                    store.restored(partition)
+                checkpointed = records
+                log.info("restore of %s: %d records so far, durable", topic, records)
             for tp in list(remaining):
                 if await consumer.position(tp) >= ends[tp]:
                     remaining.discard(tp)

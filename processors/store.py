@@ -129,8 +129,9 @@ class Store(SerializedStore):  # type: ignore[misc]
         self.database(partition).write(batch, NO_WAL)
 
     def restored(self, partition: int) -> None:
-        """A bulk restore of the partition ended: make it durable before any commit is written
-        with the write-ahead log (which a restart would replay on top of lost restored data)."""
+        """A bulk restore of the partition reached a checkpoint or its end: make what it wrote durable
+        (before any commit is written with the write-ahead log, which a restart would replay on top
+        of restored data lost with the memtable)."""
         self.database(partition).flush(True)
 
     def apply_changelog_batch(

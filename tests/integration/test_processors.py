@@ -388,3 +388,75 @@ async def test_the_timer_raises_awaiting_confirmation_without_another_event(
         return (await fetch_view(worker.port, inquiry)).flags.awaiting_confirmation
 
     await wait_for(raised, timeout=20)  # no input arrived meanwhile: a timer raised it
+
+
+async def test_kill_9_during_a_bulk_restore_resumes_it_and_loses_nothing(
+    kafka_bootstrap: str, unique: str, tmp_path: Path, workers: list[Worker]
+) -> None:
+    """A worker with no local state restores 60,000 views in bulk, is killed in the middle, and
+    its successor on the same state directory resumes the restore where it was cut off."""
+    from aiokafka import AIOKafkaProducer
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    from processors.tables import partition_of
+
+    plan = await prepared(kafka_bootstrap, unique)
+    changelog = f"{Settings(topic_prefix=unique).processors_id}-inquiries-changelog"
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    await admin.start()
+    await admin.create_topics([NewTopic(changelog, 3, 1, topic_configs={"cleanup.policy": "compact"})])
+    await admin.close()
+    model = "inq_restoremodel000000000"
+    view = InquiryView(inquiry_id=model)
+    created = inquiry_event("evt_model", "inquiry.created", "created", "2026-03-01T10:00:00.000Z", inquiry_id=model)
+    apply_webhook(view, decode(WebhookEvent, body(created)), datetime.now(UTC), Config())
+    template = view.model_dump_json(exclude_defaults=True).encode()
+    inquiries = [f"inq_restore{n:014d}" for n in range(60_000)]
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all", linger_ms=20, max_batch_size=1 << 20)
+    await producer.start()
+    for inquiry in inquiries:
+        key = inquiry.encode()
+        await producer.send(changelog, template.replace(model.encode(), key), key=key, partition=partition_of(key, 3))
+    await producer.stop()
+
+    env = worker_env(kafka_bootstrap, unique, STORE="rocksdb")
+    first = Worker(env, tmp_path, "restorer")
+    workers.append(first.start())
+    from tests.kafkautil import wait_for
+
+    async def part_restored() -> bool:  # a first checkpoint of the restore is durable
+        return "records so far, durable" in first.log_path.read_text(errors="replace")
+
+    await wait_for(part_restored, timeout=90, interval=0.02)
+    first.kill9()
+    assert "restored " not in first.log_path.read_text(errors="replace")  # killed in the middle
+
+    second = Worker(env, tmp_path, "restorer-again", state="restorer")
+    workers.append(second.start())
+    sample = inquiries[::3000]
+    items = [
+        (
+            inquiry.encode(),
+            body(
+                inquiry_event(
+                    f"evt_{inquiry[4:]}_done",
+                    "inquiry.completed",
+                    "completed",
+                    "2026-03-01T10:05:00.000Z",
+                    inquiry_id=inquiry,
+                )
+            ),
+        )
+        for inquiry in sample
+    ]
+    await produce_all(kafka_bootstrap, plan.webhooks.name, items)
+    await consume(kafka_bootstrap, plan.inquiry_status.name, count=len(sample), timeout=180)
+    await asyncio.sleep(2)
+    found = status_by_inquiry(await consume(kafka_bootstrap, plan.inquiry_status.name, timeout=20))
+    assert {inquiry: [v[:2] for v in versions] for inquiry, versions in found.items()} == {
+        inquiry: [(2, "completed")] for inquiry in sample
+    }  # each view restored (version 1 before), each change published once
+    log = second.log_path.read_text(errors="replace")
+    restored = [int(line.split("restored ")[1].split()[0]) for line in log.splitlines() if "restored " in line]
+    assert restored
+    assert sum(restored) < len(inquiries)  # resumed from what the first worker had restored
