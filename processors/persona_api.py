@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import email.utils
+import json
 import logging
 import random
 import time
@@ -321,8 +322,6 @@ class PersonaApiClient:
 
 
 def _parse_json(path: str, text: str, status: int) -> dict[str, Any]:
-    import json
-
     try:
         body = json.loads(text)
     except ValueError:
