@@ -199,6 +199,23 @@ class Settings(BaseSettings):
         ge=1,
         description="Decoded views a worker keeps in memory (about 23 KB each); the rest stay encoded in its store.",
     )
+    persona_api_key: SecretStr | None = Field(
+        default=None, description="Persona API key (Bearer) for reads of inquiries; a secret, never logged."
+    )
+    persona_api_url: str = Field(
+        default="https://api.withpersona.com/api/v1", description="Base URL of Persona's REST API."
+    )
+    persona_api_version: str = Field(
+        default="2025-12-08", description="Persona-Version header sent with every API call (pins the response format)."
+    )
+    persona_api_max_concurrency: int = Field(default=4, ge=1, description="API calls in flight at once.")
+    persona_api_timeout_seconds: float = Field(default=10.0, gt=0, description="Timeout of one API call.")
+    persona_api_max_retries: int = Field(
+        default=5, ge=0, description="Retries of one API call after 429, 5xx, timeouts or connection errors."
+    )
+    persona_api_rate_per_minute: int = Field(
+        default=240, ge=1, description="Client-side cap on API calls a minute (Persona allows 300 by default)."
+    )
 
     @field_validator("webhook_secrets", "allowed_origins", mode="before")
     @classmethod
