@@ -120,6 +120,21 @@ class Settings(BaseSettings):
         default=False, description="Offer permessage-deflate (costs CPU; callback frames are small)."
     )
     webhook_max_bytes: int = Field(default=1_048_576, ge=1024, description="Largest webhook body accepted (413).")
+    http_max_connections: int = Field(
+        default=2000,
+        ge=1,
+        description="Open HTTP connections per gateway. At the cap a new one replaces the oldest still waiting "
+        "for its headers; if none is, it is refused (503 too-many-connections).",
+    )
+    http_header_timeout_seconds: float = Field(
+        default=5.0, gt=0, description="A connection must have sent its request headers within this (else closed)."
+    )
+    http_body_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="A request body must be complete this long after its headers (else closed)."
+    )
+    http_keepalive_seconds: float = Field(
+        default=15.0, gt=0, description="An idle HTTP keep-alive connection is closed after this."
+    )
     produce_timeout_seconds: float = Field(
         default=4.0, gt=0, description="Longest wait for Kafka's acknowledgement before answering 503 / retry."
     )
