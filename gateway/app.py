@@ -15,9 +15,9 @@ http_port  GET /metrics                Prometheus text format
 =========  ==========================  ======================================================
 
 Websockets are served by the ``websockets`` library; HTTP by aiohttp, which (unlike the websockets
-server) reads request bodies. Handshakes refused before the upgrade get an HTTP status and a code
-in the body: 404 ``not-found``, 403 ``origin-forbidden``, 503 ``too-many-connections`` or
-``shutting-down``.
+server) reads request bodies, with the limits on slow and idle clients of ``gateway.http_edge``.
+Handshakes refused before the upgrade get an HTTP status and a code in the body: 404
+``not-found``, 403 ``origin-forbidden``, 503 ``too-many-connections`` or ``shutting-down``.
 
 :meth:`Gateway.stop` is the graceful shutdown of SIGTERM: refuse new connections, let every ingest
 connection flush and acknowledge what it has in flight, close them with 1001, flush the producer.
@@ -40,6 +40,7 @@ from websockets.http11 import Request, Response
 
 from gateway.client_ws import IngestHandler
 from gateway.feeds import TopicFeed
+from gateway.http_edge import Edge, EdgeAppRunner, EdgeLimits
 from gateway.ingest import IngestLimits, Recent
 from gateway.inquiries import InquiryReader
 from gateway.metrics import GatewayMetrics
@@ -132,7 +133,16 @@ class Gateway:
         self.ws_port = self._ws_server.sockets[0].getsockname()[1]
         app = web.Application(client_max_size=s.webhook_max_bytes + 1)
         self.add_http_routes(app)
-        self._http_runner = web.AppRunner(app, access_log=None)
+        edge = Edge(
+            EdgeLimits(
+                max_connections=s.http_max_connections,
+                header_timeout=s.http_header_timeout_seconds,
+                body_timeout=s.http_body_timeout_seconds,
+                keepalive_timeout=s.http_keepalive_seconds,
+            ),
+            self.metrics,
+        )
+        self._http_runner = EdgeAppRunner(app, edge, access_log=None)
         await self._http_runner.setup()
         site = web.TCPSite(self._http_runner, s.host, s.http_port)
         await site.start()

@@ -28,6 +28,12 @@ class GatewayMetrics:
             "persona_stream_connections_closed", "Websocket connections closed by the gateway, by reason.",
             ["reason"], registry=self.registry,
         )  # fmt: skip
+        self.http_connections_closed = Counter(
+            "persona_stream_http_connections_closed",
+            "HTTP connections closed or refused by the gateway's limits, by reason.",
+            ["reason"],
+            registry=self.registry,
+        )
         self.webhooks = Counter(
             "persona_stream_webhooks", "Webhook requests, by outcome.", ["outcome"], registry=self.registry
         )

@@ -19,29 +19,48 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from persona_stream.localkafka import KAFKA_VERSION, LocalKafka, LocalKafkaError
+from persona_stream.localcluster import LocalKafkaCluster
+from persona_stream.localkafka import KAFKA_VERSION, LocalKafkaError
 from persona_stream.settings import Settings
 from persona_stream.topics import TopicPlan, create_topics
 
 Handler = Callable[[argparse.Namespace, Settings], int]
 
 
-def local_kafka(settings: Settings) -> LocalKafka:
-    return LocalKafka.in_cache(settings.cache_dir, settings.local_kafka_port, settings.local_kafka_controller_port)
+def local_kafka(settings: Settings, brokers: int | None = None) -> LocalKafkaCluster:
+    """The embedded Kafka of the settings: one broker, or a cluster of ``brokers`` nodes."""
+    return LocalKafkaCluster.in_cache(
+        settings.cache_dir,
+        brokers or settings.local_kafka_brokers,
+        settings.local_kafka_port,
+        settings.local_kafka_controller_port,
+    )
 
 
 def _kafka_start(args: argparse.Namespace, settings: Settings) -> int:
-    result = asyncio.run(local_kafka(settings).start(timeout=args.timeout))
-    how = "reused the running broker" if result.reused else f"started pid {result.state.pid}"
-    print(f"Kafka {result.state.version} ready at {result.state.address} in {result.seconds:.1f} s ({how})")
+    kafka = local_kafka(settings, args.brokers)
+    result = asyncio.run(kafka.start(timeout=args.timeout))
+    if kafka.size == 1:
+        state = result.nodes[0].state
+        how = "reused the running broker" if result.reused else f"started pid {state.pid}"
+        print(f"Kafka {state.version} ready at {state.address} in {result.seconds:.1f} s ({how})")
+        return 0
+    how = "reused the running nodes" if result.reused else "pids " + " ".join(str(n.state.pid) for n in result.nodes)
+    print(
+        f"Kafka {KAFKA_VERSION} cluster of {kafka.size} brokers ready at {result.bootstrap_servers} "
+        f"in {result.seconds:.1f} s ({how}); replication factor {kafka.replication_factor}, "
+        f"min.insync.replicas {min(2, kafka.size)}"
+    )
+    if settings.local_kafka_brokers != kafka.size:
+        print(f"use it with PERSONA_STREAM_LOCAL_KAFKA_BROKERS={kafka.size} (also for `kafka status` and `kafka stop`)")
     return 0
 
 
 def _kafka_stop(args: argparse.Namespace, settings: Settings) -> int:
-    state = local_kafka(settings).stop()
-    if state is None:
+    stopped = local_kafka(settings, args.brokers).stop()
+    if not stopped:
         print("no local Kafka was running")
-    else:
+    for state in stopped:
         print(
             f"stopped Kafka {state.version} (pid {state.pid}); ports {state.port} and {state.controller_port} are free"
         )
@@ -49,24 +68,29 @@ def _kafka_stop(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _kafka_status(args: argparse.Namespace, settings: Settings) -> int:
-    kafka = local_kafka(settings)
-    state = kafka.running()
-    if state is None:
+    kafka = local_kafka(settings, args.brokers)
+    states = kafka.running()
+    if all(state is None for state in states):
         print(f"not running (Kafka {KAFKA_VERSION}, jars {'cached' if kafka.jars_cached() else 'not fetched yet'})")
         return 3
-    uptime = time.time() - state.started_at
-    print(
-        f"running: Kafka {state.version} at {state.address} (pid {state.pid}, up {uptime:.0f} s, data in {kafka.home})"
-    )
-    return 0
+    for node, state in zip(kafka.nodes, states, strict=True):
+        if state is None:
+            print(f"down: node {node.node_id} at {node.address} (data in {node.home})")
+            continue
+        uptime = time.time() - state.started_at
+        print(
+            f"running: Kafka {state.version} at {state.address} "
+            f"(pid {state.pid}, up {uptime:.0f} s, data in {node.home})"
+        )
+    return 0 if all(states) else 1
 
 
 async def ensure_kafka(settings: Settings) -> str:
-    """The bootstrap servers to use, starting (or reusing) the local broker when none is configured."""
+    """The bootstrap servers to use, starting (or reusing) the local Kafka when none is configured."""
     if settings.uses_local_kafka:
         result = await local_kafka(settings).start()
         if not result.reused:
-            print(f"started local Kafka {result.state.version} at {result.state.address} in {result.seconds:.1f} s")
+            print(f"started local Kafka {KAFKA_VERSION} at {result.bootstrap_servers} in {result.seconds:.1f} s")
     return settings.bootstrap_servers()
 
 
@@ -246,13 +270,24 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--demo", action="store_true", help="also run the simulator, so the dashboard moves")
     run.set_defaults(handler=_run)
 
-    kafka = commands.add_parser("kafka", help="run the embedded single-node Apache Kafka (KRaft)")
+    kafka = commands.add_parser("kafka", help="run the embedded Apache Kafka (KRaft): one broker or a local cluster")
     kafka_commands = kafka.add_subparsers(dest="action", required=True, metavar="action")
     start = kafka_commands.add_parser("start", help="start the broker, or reuse the running one; wait until ready")
     start.add_argument("--timeout", type=float, default=90.0, help="seconds to wait for readiness (default 90)")
     start.set_defaults(handler=_kafka_start)
-    kafka_commands.add_parser("stop", help="stop the broker and free its ports").set_defaults(handler=_kafka_stop)
-    kafka_commands.add_parser("status", help="is it running, which version, where").set_defaults(handler=_kafka_status)
+    stop = kafka_commands.add_parser("stop", help="stop the broker and free its ports")
+    stop.set_defaults(handler=_kafka_stop)
+    status = kafka_commands.add_parser("status", help="is it running, which version, where (exit 1: a node is down)")
+    status.set_defaults(handler=_kafka_status)
+    for action in (start, stop, status):
+        action.add_argument(
+            "--brokers",
+            type=int,
+            choices=range(1, 10),
+            metavar="N",
+            help="nodes: 1, or a cluster, e.g. 3 (replication factor 3, min.insync.replicas 2); "
+            "default PERSONA_STREAM_LOCAL_KAFKA_BROKERS (1)",
+        )
 
     topics = commands.add_parser("topics", help="the topic plan")
     topics_commands = topics.add_subparsers(dest="action", required=True, metavar="action")

@@ -12,6 +12,8 @@ Layout under ``Settings.cache_dir``::
     broker/data/                                 the KRaft log directory
     broker/logs/server.log, broker/stdout.log
     broker/state.json                            pid, ports and version of the running broker
+    cluster-<n>/node-<i>/...                     the same, per node of an n-broker cluster
+                                                 (:mod:`persona_stream.localcluster`)
 
 Errors (all :class:`LocalKafkaError`, each with a stable ``code``)::
 
@@ -20,6 +22,7 @@ Errors (all :class:`LocalKafkaError`, each with a stable ``code``)::
     ├── code "maven-missing"    no ``mvn`` on PATH and the jars are not cached
     ├── code "fetch-failed"     Maven could not resolve the jars
     ├── code "port-in-use"      something that is not our broker holds a port
+    ├── code "port-clash"       the ports of a cluster's nodes overlap
     ├── code "exited"           the JVM died while starting (the log tail is attached)
     └── code "not-ready"        no round trip within the timeout
 """
@@ -114,11 +117,17 @@ logger.controller.level = WARN
 """
 
 
-def _server_properties(data: Path, port: int, controller_port: int) -> str:
+def _server_properties(
+    data: Path, port: int, controller_port: int, node_id: int = 1, cluster: Quorum | None = None
+) -> str:
+    """A node that is both broker and controller; alone, or one of the voters of ``cluster``."""
+    voters = cluster.voters if cluster is not None else f"{node_id}@127.0.0.1:{controller_port}"
+    replicas = str(min(3, cluster.size)) if cluster is not None else "1"
+    min_isr = str(min(2, cluster.size)) if cluster is not None else "1"
     settings = {
         "process.roles": "broker,controller",
-        "node.id": "1",
-        "controller.quorum.voters": f"1@127.0.0.1:{controller_port}",
+        "node.id": str(node_id),
+        "controller.quorum.voters": voters,
         "listeners": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
         "advertised.listeners": f"PLAINTEXT://127.0.0.1:{port}",
         "controller.listener.names": "CONTROLLER",
@@ -126,13 +135,15 @@ def _server_properties(data: Path, port: int, controller_port: int) -> str:
         "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
         "log.dirs": str(data),
         "num.partitions": "1",
-        "offsets.topic.replication.factor": "1",
+        "default.replication.factor": replicas,
+        "min.insync.replicas": min_isr,
+        "offsets.topic.replication.factor": replicas,
         "offsets.topic.num.partitions": "4",
-        "transaction.state.log.replication.factor": "1",
-        "transaction.state.log.min.isr": "1",
+        "transaction.state.log.replication.factor": replicas,
+        "transaction.state.log.min.isr": min_isr,
         "transaction.state.log.num.partitions": "4",
-        "share.coordinator.state.topic.replication.factor": "1",
-        "share.coordinator.state.topic.min.isr": "1",
+        "share.coordinator.state.topic.replication.factor": replicas,
+        "share.coordinator.state.topic.min.isr": min_isr,
         "group.initial.rebalance.delay.ms": "0",
         "auto.create.topics.enable": "false",
         "log.retention.hours": "168",
@@ -141,7 +152,23 @@ def _server_properties(data: Path, port: int, controller_port: int) -> str:
     return "".join(f"{key}={value}\n" for key, value in settings.items())
 
 
-def _random_cluster_id() -> str:
+@dataclass(frozen=True)
+class Quorum:
+    """The nodes of a local cluster: every one is a broker and a controller voter."""
+
+    cluster_id: str
+    controller_ports: tuple[int, ...]
+
+    @property
+    def size(self) -> int:
+        return len(self.controller_ports)
+
+    @property
+    def voters(self) -> str:
+        return ",".join(f"{n + 1}@127.0.0.1:{port}" for n, port in enumerate(self.controller_ports))
+
+
+def random_cluster_id() -> str:
     while True:
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         if not cluster_id.startswith("-"):
@@ -171,12 +198,21 @@ def _pid_alive(pid: int) -> bool:
 class LocalKafka:
     """The embedded broker living under one cache directory."""
 
-    def __init__(self, jars: Path, home: Path, port: int, controller_port: int) -> None:
+    def __init__(
+        self, jars: Path, home: Path, port: int, controller_port: int, node_id: int = 1, cluster: Quorum | None = None
+    ) -> None:
         self.jars = jars
         self.home = home
         self.port = port
         self.controller_port = controller_port
+        self.node_id = node_id
+        self.cluster = cluster
+        """Set for a node of a cluster (:mod:`persona_stream.localcluster`); None for a lone broker."""
         self.state_file = home / "state.json"
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
 
     @classmethod
     def in_cache(cls, cache_dir: Path, port: int, controller_port: int) -> LocalKafka:
@@ -231,12 +267,28 @@ class LocalKafka:
     # --- start / stop ------------------------------------------------------------------------
 
     async def start(self, timeout: float = 60.0) -> StartResult:
-        """Start the broker, or reuse the one already running; return once a round trip works."""
+        """Start the broker, or reuse the one already running; return once a round trip works.
+
+        A node of a cluster cannot serve alone (its controller needs a majority of the voters):
+        for it, return once its client port is open, which happens once it has joined.
+        """
         began = time.monotonic()
+        state, reused = self.launch()
+        try:
+            await self.wait_serving(state, began + timeout)
+            if self.cluster is None:
+                await wait_ready(state.address, max(1.0, began + timeout - time.monotonic()))
+        except BaseException:
+            if not reused:
+                self._terminate(state.pid)
+            raise
+        return StartResult(state, reused=reused, seconds=time.monotonic() - began)
+
+    def launch(self) -> tuple[BrokerState, bool]:
+        """Start the JVM unless it runs; its state, and whether it was running already."""
         state = self.running()
         if state is not None:
-            await wait_ready(state.address, timeout)
-            return StartResult(state, reused=True, seconds=time.monotonic() - began)
+            return state, True
         if shutil.which("java") is None:
             raise LocalKafkaError(
                 "java-missing",
@@ -259,12 +311,7 @@ class LocalKafka:
             started_at=time.time(),
         )
         self.state_file.write_text(json.dumps(asdict(state)))
-        try:
-            await self._wait_started(state, began + timeout)
-        except BaseException:
-            self._terminate(pid)
-            raise
-        return StartResult(state, reused=False, seconds=time.monotonic() - began)
+        return state, False
 
     def _launch(self) -> int:
         """Format the storage if needed, start the JVM in the background, return its pid."""
@@ -273,7 +320,7 @@ class LocalKafka:
         data.mkdir(parents=True, exist_ok=True)
         logs.mkdir(parents=True, exist_ok=True)
         properties = self.home / "server.properties"
-        properties.write_text(_server_properties(data, self.port, self.controller_port))
+        properties.write_text(_server_properties(data, self.port, self.controller_port, self.node_id, self.cluster))
         log_config = self.home / "log4j2.properties"
         log_config.write_text(_LOG4J2.format(logs=logs))
         classpath = f"{self.jars / 'libs'}/*"
@@ -281,7 +328,8 @@ class LocalKafka:
         if not (data / "meta.properties").exists():
             subprocess.run(
                 ["java", log_opt, "-cp", classpath, "kafka.tools.StorageTool", "format",
-                 "-t", _random_cluster_id(), "-c", str(properties), "--ignore-formatted"],
+                 "-t", self.cluster.cluster_id if self.cluster else random_cluster_id(), "-c", str(properties),
+                 "--ignore-formatted"],
                 check=True, capture_output=True,
             )  # fmt: skip
         command = [
@@ -299,14 +347,14 @@ class LocalKafka:
         )
         return int(launched.stdout.strip())
 
-    async def _wait_started(self, state: BrokerState, deadline: float) -> None:
+    async def wait_serving(self, state: BrokerState, deadline: float) -> None:
+        """Until the client port is open (the broker opens it once ready); fail fast if the JVM dies."""
         while not _port_is_open(state.port):
             if not _pid_alive(state.pid):
                 raise LocalKafkaError("exited", f"Kafka exited while starting:\n{self.log_tail()}")
             if time.monotonic() > deadline:
                 raise LocalKafkaError("not-ready", f"Kafka did not open its port:\n{self.log_tail()}")
             await asyncio.sleep(0.1)
-        await wait_ready(state.address, max(1.0, deadline - time.monotonic()))
 
     def stop(self, timeout: float = 30.0) -> BrokerState | None:
         """Stop the running broker and wait until its ports are free; None if none ran."""
@@ -314,6 +362,19 @@ class LocalKafka:
         if state is None:
             self.state_file.unlink(missing_ok=True)
             return None
+        self.wait_stopped(state, timeout)
+        return state
+
+    def signal_stop(self) -> BrokerState | None:
+        """Ask the broker to stop (SIGTERM) without waiting; None if none ran."""
+        state = self.running()
+        if state is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(state.pid, signal.SIGTERM)
+        return state
+
+    def wait_stopped(self, state: BrokerState, timeout: float = 30.0) -> None:
+        """Until the JVM is gone (SIGKILL after ``timeout``) and its ports are free."""
         self._terminate(state.pid, timeout)
         deadline = time.monotonic() + timeout
         while _port_is_open(state.port) or _port_is_open(state.controller_port):
@@ -321,7 +382,6 @@ class LocalKafka:
                 break
             time.sleep(0.1)
         self.state_file.unlink(missing_ok=True)
-        return state
 
     @staticmethod
     def _terminate(pid: int, timeout: float = 30.0) -> None:
@@ -353,13 +413,19 @@ def _reap(pid: int) -> None:
         os.waitpid(pid, os.WNOHANG)
 
 
-async def wait_ready(bootstrap_servers: str, timeout: float) -> None:
-    """Return once a record produced with acks=all can be consumed back, or raise not-ready."""
+async def wait_ready(bootstrap_servers: str, timeout: float, replication_factor: int = 1) -> None:
+    """Return once a record produced with acks=all can be consumed back, or raise not-ready.
+
+    On a cluster, the round-trip topic has ``replication_factor`` replicas: it can only be
+    created once that many brokers have registered.
+    """
     deadline = time.monotonic() + timeout
     last_error: BaseException | None = None
     while time.monotonic() < deadline:
         try:
-            await asyncio.wait_for(_round_trip(bootstrap_servers), max(0.5, deadline - time.monotonic()))
+            await asyncio.wait_for(
+                _round_trip(bootstrap_servers, replication_factor), max(0.5, deadline - time.monotonic())
+            )
             return
         except Exception as exc:  # noqa: BLE001 - any failure means "not yet"
             last_error = exc
@@ -367,8 +433,8 @@ async def wait_ready(bootstrap_servers: str, timeout: float) -> None:
     raise LocalKafkaError("not-ready", f"no produce/consume round trip with {bootstrap_servers}: {last_error!r}")
 
 
-async def _round_trip(bootstrap_servers: str) -> None:
-    await ensure_topic(bootstrap_servers, READY_TOPIC, partitions=1, replication_factor=1)
+async def _round_trip(bootstrap_servers: str, replication_factor: int) -> None:
+    await ensure_topic(bootstrap_servers, READY_TOPIC, partitions=1, replication_factor=replication_factor)
     token = secrets.token_bytes(8)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers, acks="all", enable_idempotence=True)
     await producer.start()

@@ -23,7 +23,8 @@ import urllib.request
 from dataclasses import dataclass, field
 
 from gateway.tokens import TokenAuthority
-from persona_stream.localkafka import LocalKafka
+from persona_stream.localcluster import LocalKafkaCluster
+from persona_stream.localkafka import KAFKA_VERSION
 from persona_stream.settings import Settings
 from persona_stream.topics import TopicPlan, create_topics
 
@@ -38,8 +39,11 @@ class Runner:
 
     def run(self) -> int:
         env = self._environment()
-        kafka = LocalKafka.in_cache(
-            self.settings.cache_dir, self.settings.local_kafka_port, self.settings.local_kafka_controller_port
+        kafka = LocalKafkaCluster.in_cache(
+            self.settings.cache_dir,
+            self.settings.local_kafka_brokers,
+            self.settings.local_kafka_port,
+            self.settings.local_kafka_controller_port,
         )
         started_kafka = False
         previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -48,7 +52,7 @@ class Runner:
                 result = asyncio.run(kafka.start(timeout=120))
                 started_kafka = not result.reused
                 how = "started" if started_kafka else "reused"
-                print(f"Kafka {result.state.version} at {result.state.address} ({how})")
+                print(f"Kafka {KAFKA_VERSION} at {result.bootstrap_servers} ({how})")
             asyncio.run(create_topics(self.settings.bootstrap_servers(), TopicPlan.from_settings(self.settings).all()))
             self._spawn("worker", ["worker"], env)
             self._spawn("gateway", ["gateway"], env)

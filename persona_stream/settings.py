@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -49,7 +49,8 @@ class Settings(BaseSettings):
         default=1,
         ge=1,
         le=7,
-        description="Replication factor of created topics (use 3 on a production cluster).",
+        description="Replication factor of created topics (use 3 on a production cluster). "
+        "Unset with a local cluster of 3 brokers or more: 3.",
     )
     cache_dir: Path = Field(
         default_factory=_default_cache_dir,
@@ -58,6 +59,13 @@ class Settings(BaseSettings):
     local_kafka_port: int = Field(default=19092, ge=1, le=65535, description="Client port of the embedded local Kafka.")
     local_kafka_controller_port: int = Field(
         default=19093, ge=1, le=65535, description="KRaft controller port of the embedded local Kafka."
+    )
+    local_kafka_brokers: int = Field(
+        default=1,
+        ge=1,
+        le=9,
+        description="Nodes of the embedded local Kafka: 1, or a cluster (3: replication factor 3, "
+        "min.insync.replicas 2). Node i listens on the two ports above + 2i.",
     )
 
     # --- Secrets -----------------------------------------------------------------------------
@@ -112,6 +120,21 @@ class Settings(BaseSettings):
         default=False, description="Offer permessage-deflate (costs CPU; callback frames are small)."
     )
     webhook_max_bytes: int = Field(default=1_048_576, ge=1024, description="Largest webhook body accepted (413).")
+    http_max_connections: int = Field(
+        default=2000,
+        ge=1,
+        description="Open HTTP connections per gateway. At the cap a new one replaces the oldest still waiting "
+        "for its headers; if none is, it is refused (503 too-many-connections).",
+    )
+    http_header_timeout_seconds: float = Field(
+        default=5.0, gt=0, description="A connection must have sent its request headers within this (else closed)."
+    )
+    http_body_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="A request body must be complete this long after its headers (else closed)."
+    )
+    http_keepalive_seconds: float = Field(
+        default=15.0, gt=0, description="An idle HTTP keep-alive connection is closed after this."
+    )
     produce_timeout_seconds: float = Field(
         default=4.0, gt=0, description="Longest wait for Kafka's acknowledgement before answering 503 / retry."
     )
@@ -217,6 +240,16 @@ class Settings(BaseSettings):
         default=240, ge=1, description="Client-side cap on API calls a minute (Persona allows 300 by default)."
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _replicate_on_a_local_cluster(cls, values: object) -> object:
+        """A local cluster replicates the topics as a production cluster does, unless told otherwise."""
+        if isinstance(values, dict) and "replication_factor" not in values and values.get("local_kafka_brokers"):
+            brokers = int(values["local_kafka_brokers"])
+            if brokers > 1 and values.get("kafka_bootstrap_servers") is None:
+                return {**values, "replication_factor": min(3, brokers)}
+        return values
+
     @field_validator("webhook_secrets", "allowed_origins", mode="before")
     @classmethod
     def _split_secrets(cls, value: object) -> object:
@@ -242,4 +275,4 @@ class Settings(BaseSettings):
         """The cluster to connect to: the configured one, or the embedded local broker."""
         if self.kafka_bootstrap_servers is not None:
             return self.kafka_bootstrap_servers
-        return f"127.0.0.1:{self.local_kafka_port}"
+        return ",".join(f"127.0.0.1:{self.local_kafka_port + 2 * n}" for n in range(self.local_kafka_brokers))

@@ -81,3 +81,33 @@ def test_missing_java_is_reported_clearly(own_broker: dict[str, str]) -> None:
     result = cli({**own_broker, "PATH": "/nonexistent"}, "kafka", "start")
     assert result.returncode == 1
     assert "[java-missing]" in result.stderr
+
+
+@pytest.mark.cluster
+def test_start_brokers_3_runs_a_replicated_cluster_that_status_and_stop_see(own_broker: dict[str, str]) -> None:
+    from tests.reliability.test_cluster_faults import cluster_ports
+
+    port, controller_port = cluster_ports()
+    env = {
+        **own_broker,
+        "PERSONA_STREAM_LOCAL_KAFKA_PORT": str(port),
+        "PERSONA_STREAM_LOCAL_KAFKA_CONTROLLER_PORT": str(controller_port),
+    }
+    try:
+        started = cli(env, "kafka", "start", "--brokers", "3")
+        assert started.returncode == 0, started.stderr
+        addresses = ",".join(f"127.0.0.1:{port + 2 * n}" for n in range(3))
+        assert f"cluster of 3 brokers ready at {addresses}" in started.stdout
+        assert "replication factor 3, min.insync.replicas 2" in started.stdout
+
+        status = cli({**env, "PERSONA_STREAM_LOCAL_KAFKA_BROKERS": "3"}, "kafka", "status")
+        assert status.returncode == 0, status.stdout
+        assert status.stdout.count("running: Kafka") == 3
+        assert cli(env, "kafka", "status").returncode == 3  # the single broker of this cache is not running
+
+        stop = cli(env, "kafka", "stop", "--brokers", "3")
+        assert stop.returncode == 0, stop.stderr
+        assert stop.stdout.count("stopped Kafka") == 3
+        assert not any(port_is_open(port + n) for n in range(6))
+    finally:
+        cli(env, "kafka", "stop", "--brokers", "3")
