@@ -26,6 +26,7 @@ from aiokafka.partitioner import murmur2
 
 from persona_stream.topics import TopicPlan
 from processors import analytics, correlation, sessions
+from processors.metrics import WorkerMetrics
 from processors.output import Output, OutputError
 from schemas.callbacks import INQUIRY_ID_PATTERN
 from schemas.codec import decode, encode
@@ -65,6 +66,7 @@ class Pipeline:
         config: correlation.Config,
         window_config: analytics.WindowConfig,
         cache_size: int,
+        metrics: WorkerMetrics | None = None,
     ) -> None:
         self.topics, self.ticks_topic, self.tables, self.output = topics, ticks_topic, tables, output
         self.config, self.window_config = config, window_config
@@ -73,6 +75,7 @@ class Pipeline:
         self.windows: dict[bytes, AnalyticsWindow] = {}
         self.deadlines: dict[int, list[tuple[datetime, bytes]]] = {}
         self.processed = 0
+        self.metrics = metrics if metrics is not None else WorkerMetrics()
 
     # --- the correlate agent ---------------------------------------------------------------------
 
@@ -83,10 +86,13 @@ class Pipeline:
         try:
             if topic == self.topics.client_events.name:
                 await self._client_event(message)
+                self.metrics.processed("client-event")
             elif topic == self.topics.webhooks.name:
                 await self._webhook(message)
+                self.metrics.processed("webhook")
             elif topic == self.ticks_topic:
                 await self._deadlines_due(message)
+                self.metrics.processed("tick")
             self.processed += 1
         except OutputError:
             raise
@@ -190,6 +196,7 @@ class Pipeline:
     async def on_analytics_batch(self, events: Sequence[Any]) -> None:
         """A batch of analytics facts and ticks: aggregate, then write each touched window once."""
         touched: dict[bytes, Any] = {}
+        self.metrics.observe_batch(len(events))
         for event in events:
             message = event.message
             try:
@@ -206,6 +213,7 @@ class Pipeline:
             window = self.load_window(key)
             self.windows[key] = analytics.add_fact(window, fact, message.partition, self.window_config)
             touched[key] = message.tp
+            self.metrics.processed("analytics-fact")
         for key, tp in touched.items():
             await self._write_table(self.tables.windows, tp, key, encode(self.windows[key]))
 
@@ -287,6 +295,7 @@ class Pipeline:
         await self.output.send(self.topics.analytics_facts.name, template_id.encode(), encode(fact), source=tp)
 
     async def dead_letter(self, message: Any, reason: str, detail: str) -> None:
+        self.metrics.dead_letter(reason)
         letter = DeadLetter(
             source_topic=message.topic,
             partition=message.partition,
