@@ -11,6 +11,7 @@ table ``inquiries``        inquiry id → :class:`~schemas.views.InquiryView` (m
 table ``sessions``         ``session:<id>:<subject>`` → callbacks waiting for their inquiry
 table ``deadlines``        inquiry id → when its flags may change with time alone
 table ``analytics``        ``template|window`` → one analytics window
+page ``/metrics``          Prometheus metrics of this worker (:mod:`processors.metrics`)
 page ``/v1/views/{id}``    one view as JSON, for the gateway; routed to the worker that owns the
                            inquiry's partition; bearer token of scope ``firehose`` required
 =========================  ==================================================================
@@ -34,6 +35,7 @@ from persona_stream.settings import Settings
 from persona_stream.topics import TopicPlan
 from processors.analytics import WindowConfig
 from processors.correlation import Config
+from processors.metrics import WorkerMetrics, install
 from processors.output import Output, OutputError
 from processors.pipeline import Pipeline, Tables
 from processors.runtime import Worker, WorkerApp
@@ -94,6 +96,7 @@ def create_app(settings: Settings) -> tuple[WorkerApp, Pipeline]:
         deadlines=table("deadlines", memory),
         windows=table("analytics", memory),
     )
+    metrics = WorkerMetrics()
     pipeline = Pipeline(
         topics=plan,
         ticks_topic=plan.processor_ticks.name,
@@ -104,6 +107,7 @@ def create_app(settings: Settings) -> tuple[WorkerApp, Pipeline]:
             size_seconds=settings.analytics_window_seconds, grace_seconds=settings.analytics_grace_seconds
         ),
         cache_size=settings.view_cache_size,
+        metrics=metrics,
     )
 
     raw: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
@@ -175,6 +179,9 @@ def create_app(settings: Settings) -> tuple[WorkerApp, Pipeline]:
         return await routed(web, request, inquiry_id=inquiry_id)
 
     app.page("/v1/views/{inquiry_id}")(view_when_ready)
+    # worker metrics (processors/metrics.py): a sensor, a sampling timer and GET /metrics
+    install(app, metrics, [plan.client_events.name, plan.webhooks.name, plan.processor_ticks.name,
+                           plan.analytics_facts.name], tables.inquiries)  # fmt: skip
     return app, pipeline
 
 

@@ -25,6 +25,7 @@ from typing import Any
 from persona_stream.topics import TopicPlan
 from processors import analytics, correlation, sessions
 from processors.batch import Batch, Pending
+from processors.metrics import WorkerMetrics
 from processors.output import Output, OutputError
 from processors.store import Store
 from processors.tables import partition_of
@@ -66,6 +67,7 @@ class Pipeline:
         config: correlation.Config,
         window_config: analytics.WindowConfig,
         cache_size: int,
+        metrics: WorkerMetrics | None = None,
     ) -> None:
         self.topics, self.ticks_topic, self.tables, self.output = topics, ticks_topic, tables, output
         self.config, self.window_config = config, window_config
@@ -73,6 +75,7 @@ class Pipeline:
         self.views: OrderedDict[bytes, InquiryView] = OrderedDict()
         self.windows: dict[bytes, AnalyticsWindow] = {}
         self.deadlines: dict[int, list[tuple[datetime, bytes]]] = {}
+        self.metrics = metrics if metrics is not None else WorkerMetrics()
 
     # --- the correlate agent ---------------------------------------------------------------------
 
@@ -83,6 +86,7 @@ class Pipeline:
         gathered in a :class:`~processors.batch.Batch` and written at its end, coalesced.
         """
         batch = Batch(self.window_config.size_seconds)
+        self.metrics.observe_batch(len(events))
         for event in events:
             await self._input(event.message, batch)
         await self._write_batch(batch)
@@ -93,10 +97,13 @@ class Pipeline:
         try:
             if topic == self.topics.client_events.name:
                 await self._client_event(message, batch)
+                self.metrics.processed("client-event")
             elif topic == self.topics.webhooks.name:
                 await self._webhook(message, batch)
+                self.metrics.processed("webhook")
             elif topic == self.ticks_topic:
                 self._deadlines_due(message, batch)
+                self.metrics.processed("tick")
         except OutputError:
             raise
         except SchemaError as exc:  # rejected before it touched any state
@@ -218,6 +225,7 @@ class Pipeline:
     async def on_analytics_batch(self, events: Sequence[Any]) -> None:
         """A batch of analytics facts and ticks: aggregate, then write each touched window once."""
         touched: dict[bytes, Any] = {}
+        self.metrics.observe_batch(len(events))
         for event in events:
             message = event.message
             try:
@@ -234,6 +242,7 @@ class Pipeline:
             window = self.load_window(key)
             self.windows[key] = analytics.add_fact(window, fact, message.partition, self.window_config)
             touched[key] = message.tp
+            self.metrics.processed("analytics-fact")
         for key, tp in touched.items():
             await self._write_table(self.tables.windows, tp, key, encode(self.windows[key]))
 
@@ -316,6 +325,7 @@ class Pipeline:
         await self.output.send(self.topics.analytics_facts.name, template_id.encode(), encode(fact), source=tp)
 
     async def dead_letter(self, message: Any, reason: str, detail: str) -> None:
+        self.metrics.dead_letter(reason)
         letter = DeadLetter(
             source_topic=message.topic,
             partition=message.partition,
