@@ -1,16 +1,22 @@
 """Fixtures shared by every test.
 
-The real broker: :func:`kafka_bootstrap` starts the embedded Apache Kafka once per session (or
-reuses one already running) and stops it at the end if this session started it. Tests never
-skip for want of a broker: if it cannot start, the session fails.
+The real broker: :func:`session_broker` starts the embedded Apache Kafka once per session, on free
+ports and in a throwaway data directory, and at the end stops it and deletes that directory: the
+topics a session creates die with it, so no run is slowed down by the runs before it. Only the
+jars are shared (cached once under ``~/.cache/persona-stream``). Tests never skip for want of a
+broker: if it cannot start, the session fails.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import shutil
+import socket
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -28,18 +34,52 @@ def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(name)
 
 
-def session_kafka() -> LocalKafka:
-    return LocalKafka.in_cache(DEFAULTS.cache_dir, DEFAULTS.local_kafka_port, DEFAULTS.local_kafka_controller_port)
+SESSION_BROKER_DIR = "session-kafka"
+
+
+def free_ports(count: int) -> list[int]:
+    """Distinct ports nothing listens on at the moment of asking."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def stop_orphaned_brokers(runs: Path) -> None:
+    """Stop the session brokers of earlier runs that were killed before their teardown."""
+    for state_file in runs.glob(f"*/{SESSION_BROKER_DIR}*/broker/state.json"):
+        home = state_file.parent
+        try:
+            pid = int(json.loads(state_file.read_text())["pid"])
+            command = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except (OSError, ValueError, KeyError, TypeError):
+            command = b""
+        if str(home).encode() in command:  # that JVM, not a process that reused its pid
+            LocalKafka(Path(), home, 0, 0).stop()
+        shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
-def kafka_bootstrap() -> Iterator[str]:
-    """The address of the real broker every integration test uses."""
-    kafka = session_kafka()
-    result = asyncio.run(kafka.start(timeout=120))
-    yield result.state.address
-    if not result.reused:
-        kafka.stop()
+def session_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafka]:
+    """The real broker every integration test uses: this session's own (see the module docstring)."""
+    stop_orphaned_brokers(tmp_path_factory.getbasetemp().parent)
+    jars = LocalKafka.in_cache(DEFAULTS.cache_dir, 0, 0).jars
+    port, controller_port = free_ports(2)
+    kafka = LocalKafka(jars, tmp_path_factory.mktemp(SESSION_BROKER_DIR) / "broker", port, controller_port)
+    asyncio.run(kafka.start(timeout=120))
+    yield kafka
+    kafka.stop()
+    shutil.rmtree(kafka.home, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(session_broker: LocalKafka) -> str:
+    """The address of the session's broker."""
+    return session_broker.address
 
 
 @pytest.fixture

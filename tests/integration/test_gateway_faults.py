@@ -14,9 +14,9 @@ from websockets.exceptions import ConnectionClosed
 from gateway.app import Gateway
 from gateway.signatures import sign
 from gateway.tokens import TokenAuthority
+from persona_stream.localkafka import LocalKafka
 from schemas.codec import decode
 from schemas.records import CallbackRecord, ClientEvent
-from tests.conftest import session_kafka
 from tests.fixtures.webhooks import DOCUMENTED_EXAMPLE, body
 from tests.integration.conftest import WEBHOOK_SECRET, gateway_settings, started_gateway
 from tests.kafkautil import consume
@@ -83,10 +83,10 @@ async def post_webhook(gateway: Gateway) -> int:
 
 
 async def test_with_the_broker_down_nothing_is_acknowledged_and_nothing_acknowledged_is_lost(
-    kafka_bootstrap: str, unique: str, tokens: TokenAuthority
+    session_broker: LocalKafka, unique: str, tokens: TokenAuthority
 ) -> None:
-    gateway = await started_gateway(gateway_settings(kafka_bootstrap, unique, produce_timeout_seconds=2.0))
-    broker = session_kafka()
+    broker = session_broker
+    gateway = await started_gateway(gateway_settings(broker.address, unique, produce_timeout_seconds=2.0))
     try:
         token = tokens.mint("user-42", "ingest", 600)
         client = await Client.open(url(gateway), token)
