@@ -100,6 +100,8 @@ class Bench:
     partitions: int = 6
     extra_env: dict[str, str] = field(default_factory=dict)
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    logs: dict[int, Path] = field(default_factory=dict)
+    """The log file of each process spawned, by pid."""
     ws_port: int = field(default_factory=free_port)
     http_port: int = field(default_factory=free_port)
     worker_port: int = field(default_factory=free_port)
@@ -148,13 +150,16 @@ class Bench:
         return self.spawn_module("persona_stream.cli", *command)
 
     def spawn_module(self, module: str, *arguments: str) -> subprocess.Popen[bytes]:
-        process = subprocess.Popen(
-            [sys.executable, "-m", module, *arguments],
-            env=self.env(),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        """A process of the run; its output goes to a log of its own, removed with the run's state."""
+        logs = self.state_dir / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        log = logs / f"{len(self.logs)}-{'-'.join((module, *arguments)).replace('.', '-')}.log"
+        with log.open("wb") as output:
+            process = subprocess.Popen(
+                [sys.executable, "-m", module, *arguments], env=self.env(), stdout=output, stderr=subprocess.STDOUT
+            )
         self.processes.append(process)
+        self.logs[process.pid] = log
         return process
 
     def start_gateway(self, timeout: float = 60) -> subprocess.Popen[bytes]:
@@ -163,7 +168,7 @@ class Bench:
         return process
 
     def start_worker(self, timeout: float = 90) -> subprocess.Popen[bytes]:
-        process = self.spawn("worker")
+        process = self.spawn("--log-level", "info", "worker")  # its restore figures are logged at info
         wait_http(f"http://127.0.0.1:{self.worker_port}/v1/views/inq_probe", timeout, process, any_status=True)
         return process
 

@@ -182,6 +182,12 @@ class Settings(BaseSettings):
     store_memory_mb: int = Field(
         default=128, ge=16, description="Memory of a worker's RocksDB: memtables and block cache, all partitions."
     )
+    restore_checkpoint_records: int = Field(
+        default=250_000,
+        ge=1_000,
+        description="A bulk restore makes its progress durable every this many records (a restore cut off "
+        "by a crash resumes there); each checkpoint flushes RocksDB's memtables and costs throughput.",
+    )
     state_dir: Path | None = Field(
         default=None,
         description="A worker's local state (RocksDB); one per worker instance. "

@@ -56,6 +56,7 @@ def create_app(settings: Settings) -> tuple[WorkerApp, Pipeline]:
         settings.processors_id,
         brokers=[host.strip() for host in settings.bootstrap_servers().split(",")],
         store_memory_bytes=settings.store_memory_mb << 20,
+        restore_checkpoint_records=settings.restore_checkpoint_records,
         processing_guarantee=settings.processing_guarantee,
         store="persona-stream://" if settings.store == "rocksdb" else "memory://",
         datadir=str(datadir),

@@ -52,12 +52,13 @@ async def restore(
     partitions: Iterable[int],
     *,
     timeout: float = 600.0,
-    checkpoint_records: int = 20_000,
+    checkpoint_records: int = 250_000,
 ) -> RestoreStats:
     """Read ``topic``'s ``partitions`` from the store's offsets to their current end into the store.
 
     Every ``checkpoint_records`` it makes what it has written durable (a restore cut off by a crash
-    resumes from the last checkpoint, not from the start).
+    resumes from the last checkpoint, not from the start). A checkpoint flushes the memtables and
+    waits: every 20,000 records of 3 KB views it cut the store's write rate to a third.
     """
     tps = [TopicPartition(topic, partition) for partition in sorted(set(partitions))]
     started = time.monotonic()

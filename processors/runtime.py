@@ -27,9 +27,18 @@ from processors.tables import AbortedPartitions, Table
 
 
 class WorkerApp(faust.App):  # type: ignore[misc]
-    def __init__(self, id: str, *, brokers: list[str], store_memory_bytes: int = 128 << 20, **options: Any) -> None:
+    def __init__(
+        self,
+        id: str,
+        *,
+        brokers: list[str],
+        store_memory_bytes: int = 128 << 20,
+        restore_checkpoint_records: int = 250_000,
+        **options: Any,
+    ) -> None:
         versions.check()
         self.store_memory_bytes = store_memory_bytes  # each local store's RocksDB budget (processors.store)
+        self.restore_checkpoint_records = restore_checkpoint_records  # see processors.restore
         super().__init__(id, broker=[f"{SCHEME}://{host}" for host in brokers], Table=Table, **options)
         self.commit_gate = CommitGate()
         self.aborted = AbortedPartitions()

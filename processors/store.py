@@ -219,7 +219,13 @@ class Store(SerializedStore):  # type: ignore[misc]
                 self.discard(tp.partition)  # its committed state stays valid, at its offset
                 self.close(tp.partition)
         # before faust's recovery (which then starts from the offsets restored to) and before any input
-        self.last_restore = await restore(self, self.bootstrap_servers(), changelog, kept)
+        self.last_restore = await restore(
+            self,
+            self.bootstrap_servers(),
+            changelog,
+            kept,
+            checkpoint_records=getattr(self.app, "restore_checkpoint_records", 250_000),
+        )
 
     def bootstrap_servers(self) -> str:
         return ",".join(f"{url.host}:{url.port or 9092}" for url in self.app.conf.broker)
