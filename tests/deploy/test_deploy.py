@@ -24,6 +24,7 @@ from tests.integration.workers import Worker, worker_env
 
 DEPLOY = Path(__file__).parents[2] / "deploy"
 RULES = DEPLOY / "prometheus" / "alerts.yml"
+RULE_TESTS = DEPLOY / "prometheus" / "alerts.test.yml"
 SCRAPE_CONFIG = DEPLOY / "prometheus" / "prometheus.yml"
 DASHBOARD = DEPLOY / "grafana" / "dashboards" / "persona-stream.json"
 SUFFIXES = {  # the sample names of one metric family, by its type (the Prometheus text format)
@@ -46,6 +47,17 @@ def promtool(*args: str) -> str:
 def test_promtool_accepts_the_alert_rules_and_the_scrape_config() -> None:
     assert "SUCCESS: 5 rules found" in promtool("check", "rules", str(RULES))
     assert "is valid prometheus config file syntax" in promtool("check", "config", str(SCRAPE_CONFIG))
+
+
+def test_each_alert_fires_when_it_should_and_not_otherwise() -> None:
+    tested = {
+        case["alertname"]
+        for test in yaml.safe_load(RULE_TESTS.read_text())["tests"]
+        for case in test["alert_rule_test"]
+    }
+    alerts = {rule["alert"] for group in yaml.safe_load(RULES.read_text())["groups"] for rule in group["rules"]}
+    assert tested == alerts
+    promtool("test", "rules", str(RULE_TESTS))
 
 
 def panels(dashboard: dict[str, Any]) -> Iterator[dict[str, Any]]:
