@@ -123,3 +123,22 @@ async def test_every_query_names_only_metrics_the_gateway_and_workers_export(
         if family.endswith("_created"):
             continue  # when each series was created: a timestamp, nothing to chart
         assert any(name == family or name.startswith(family + "_") for name in shown), family
+
+
+def test_the_grafana_dashboard_is_well_formed() -> None:
+    dashboard = json.loads(DASHBOARD.read_text())
+    every = list(panels(dashboard))
+    assert len({panel["id"] for panel in every}) == len(every)
+    cells: set[tuple[int, int]] = set()
+    for panel in every:
+        box = panel["gridPos"]
+        assert box["x"] + box["w"] in range(box["w"], 25), panel["title"]  # inside Grafana's 24 columns
+        area = {(x, y) for x in range(box["x"], box["x"] + box["w"]) for y in range(box["y"], box["y"] + box["h"])}
+        assert not area & cells, f"{panel['title']} overlaps another panel"
+        cells |= area
+        if panel["type"] != "row":
+            assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, panel["title"]
+            refs = [target["refId"] for target in panel["targets"]]
+            assert len(set(refs)) == len(refs), panel["title"]
+    variables = {variable["name"]: variable for variable in dashboard["templating"]["list"]}
+    assert variables["datasource"]["query"] == "prometheus"
