@@ -20,7 +20,7 @@ from tests.integration.conftest import WEBHOOK_SECRET, gateway_settings, started
 from tests.integration.workers import Worker, worker_env
 from tests.nodejs import run_node
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
 WINDOW_SECONDS = 3  # short windows, so that a short simulation spans several
 CHARTS = {"funnel": 3, "decisions": 3, "disagreements": 3, "latency": 2}  # chart -> windows it must draw
