@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 NODE_TOOLS := tests/browser/node_modules/.installed
 JS_DEPS    := clients/js/node_modules/.installed
 
-.PHONY: setup run test lint js chromium
+.PHONY: setup run test lint js chromium promtool
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,12 @@ chromium:
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; }
 
+## promtool from the distribution (Debian package prometheus), for the checks of deploy/.
+promtool:
+	@command -v promtool >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends prometheus; }
+
 ## Lint, type-check, then every test against a real broker the tests start themselves.
-test: lint js $(NODE_TOOLS) chromium
+test: lint js $(NODE_TOOLS) chromium promtool
 	$(BIN)/pytest

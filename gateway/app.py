@@ -9,6 +9,7 @@ ws_port    /v1/analytics               the analytics feed (``gateway.subscribe_w
 http_port  POST /v1/webhooks/persona   signed webhooks (``gateway.webhook_receiver``)
 http_port  GET /v1/inquiries/{id}      one inquiry's view (``gateway.inquiries``)
 http_port  GET /dashboard              the live analytics dashboard (static page)
+http_port  GET /dashboard/vendor/...   the page's charting library (uPlot, vendored)
 http_port  GET /healthz                the process is up
 http_port  GET /readyz                 503 until Kafka is reachable and the status feed caught up
 http_port  GET /metrics                Prometheus text format
@@ -56,7 +57,15 @@ from persona_stream.topics import TopicPlan
 log = logging.getLogger(__name__)
 
 WsRoute = Callable[[ServerConnection], Awaitable[None]]
-DASHBOARD = Path(__file__).with_name("static") / "dashboard.html"
+STATIC = Path(__file__).with_name("static")
+DASHBOARD = STATIC / "dashboard.html"
+# what the page loads besides itself: the charting library, vendored (no CDN; the page works offline)
+VENDOR_DIR = STATIC / "vendor" / "uplot"
+VENDOR = {"uPlot.iife.min.js": "text/javascript", "uPlot.min.css": "text/css"}
+PAGE_CSP = (
+    "default-src 'self'; connect-src 'self' ws: wss:; style-src 'self' 'unsafe-inline'; "
+    "script-src 'self' 'unsafe-inline'; img-src data:"
+)
 
 
 @dataclass
@@ -111,6 +120,7 @@ class Gateway:
         self._http_runner: web.AppRunner | None = None
         self.ws_port = s.ws_port
         self.http_port = s.http_port
+        self.metrics.ready.set_function(lambda: float(self.ready))
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -277,6 +287,7 @@ class Gateway:
         app.router.add_post(WEBHOOK_PATH, self.receiver.handle)
         app.router.add_get("/v1/inquiries/{inquiry_id}", self.reader.handle)
         app.router.add_get("/dashboard", self._dashboard)
+        app.router.add_get("/dashboard/vendor/{name}", self._vendor)
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
         app.router.add_get("/metrics", self._metrics)
@@ -301,11 +312,17 @@ class Gateway:
         return web.Response(
             text=page,
             content_type="text/html",
-            headers={
-                "Content-Security-Policy": "default-src 'self'; connect-src 'self' ws: wss:; "
-                "style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:",
-                "Cache-Control": "no-store",
-            },
+            headers={"Content-Security-Policy": PAGE_CSP, "Cache-Control": "no-store"},
+        )
+
+    async def _vendor(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        if name not in VENDOR:
+            return web.json_response({"code": "not-found", "message": f"no file {name!r}"}, status=404)
+        return web.Response(
+            body=(VENDOR_DIR / name).read_bytes(),
+            content_type=VENDOR[name],
+            headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"},
         )
 
     async def _metrics(self, request: web.Request) -> web.Response:

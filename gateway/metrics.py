@@ -37,6 +37,17 @@ class GatewayMetrics:
         self.webhooks = Counter(
             "persona_stream_webhooks", "Webhook requests, by outcome.", ["outcome"], registry=self.registry
         )
+        self.webhook_responses = Counter(
+            "persona_stream_webhook_responses",
+            "Webhook responses, by HTTP status (5xx: Persona retries them).",
+            ["status"],
+            registry=self.registry,
+        )
+        self.ready = Gauge(
+            "persona_stream_gateway_ready",
+            "1 while /readyz answers 200: Kafka reachable and the status feed caught up.",
+            registry=self.registry,
+        )
         self.produce_latency = Histogram(
             "persona_stream_produce_latency_seconds",
             "Time from a produce request to Kafka's acknowledgement (acks=all).",

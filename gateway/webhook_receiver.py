@@ -132,5 +132,6 @@ class WebhookReceiver:
 
     def _answer(self, status: int, code: str, message: str, *, retry_after: bool = False, **extra: str) -> web.Response:
         self.metrics.webhooks.labels(code).inc()
+        self.metrics.webhook_responses.labels(str(status)).inc()
         headers = {"Retry-After": "5"} if retry_after else None
         return web.json_response({"code": code, "message": message, **extra}, status=status, headers=headers)

@@ -82,6 +82,14 @@ async def post_webhook(gateway: Gateway) -> int:
             return response.status
 
 
+async def metrics_text(gateway: Gateway) -> str:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"http://127.0.0.1:{gateway.http_port}/metrics") as answer,
+    ):
+        return await answer.text()
+
+
 async def test_with_the_broker_down_nothing_is_acknowledged_and_nothing_acknowledged_is_lost(
     session_broker: LocalKafka, unique: str, tokens: TokenAuthority
 ) -> None:
@@ -101,6 +109,9 @@ async def test_with_the_broker_down_nothing_is_acknowledged_and_nothing_acknowle
         assert await client.closed(timeout=30) == (1013, "kafka-unavailable")
         assert client.acks[SESSION] == 4  # nothing sent during the outage was acknowledged
         assert await post_webhook(gateway) == 503
+        metrics = await metrics_text(gateway)  # what the alerts of deploy/prometheus/alerts.yml read
+        assert "persona_stream_gateway_ready 0.0" in metrics
+        assert 'persona_stream_webhook_responses_total{status="503"} 1.0' in metrics
         late = await Client.open(url(gateway), token)
         assert await late.closed() == (1013, "kafka-unavailable")
 
@@ -113,6 +124,7 @@ async def test_with_the_broker_down_nothing_is_acknowledged_and_nothing_acknowle
             await asyncio.sleep(1)
         else:
             raise AssertionError("the webhook was never accepted after the broker came back")
+        assert "persona_stream_gateway_ready 1.0" in await metrics_text(gateway)
     finally:
         await broker.start(timeout=120)
         await gateway.stop()

@@ -129,3 +129,22 @@ async def test_health_readiness_and_metrics(gateway: Gateway) -> None:
     ):
         assert name in text
     assert 'persona_stream_webhooks_total{outcome="signature-missing"} 1.0' in text
+    assert 'persona_stream_webhook_responses_total{status="401"} 1.0' in text
+    assert "persona_stream_gateway_ready 1.0" in text
+
+
+async def test_the_dashboard_and_its_vendored_charting_library_are_served(gateway: Gateway) -> None:
+    async with aiohttp.ClientSession() as session:
+        base = f"http://127.0.0.1:{gateway.http_port}"
+        async with session.get(f"{base}/dashboard") as response:
+            page = await response.text()
+            assert "script-src 'self'" in response.headers["Content-Security-Policy"]
+        for path, kind in (("uPlot.iife.min.js", "text/javascript"), ("uPlot.min.css", "text/css")):
+            assert f'"/dashboard/vendor/{path}"' in page
+            async with session.get(f"{base}/dashboard/vendor/{path}") as response:
+                assert (response.status, response.content_type) == (200, kind)
+                assert len(await response.read()) > 1000
+        async with session.get(f"{base}/dashboard/vendor/LICENSE") as response:
+            assert (response.status, (await response.json())["code"]) == (404, "not-found")
+        async with session.get(f"{base}/dashboard/vendor/..%2Fdashboard.html") as response:
+            assert (response.status, (await response.json())["code"]) == (404, "not-found")
