@@ -36,20 +36,25 @@ def test_an_api_snapshot_is_a_trusted_snapshot_marked_source_api() -> None:
     outcome = apply_api_snapshot(view, api("completed", NOW), NOW, CONFIG)
     assert view.trusted.status == "completed"
     assert view.trusted.source == "api"
-    assert view.audit[-1].source == "api" and view.audit[-1].outcome == "applied"
+    assert view.audit[-1].source == "api"
+    assert view.audit[-1].outcome == "applied"
     record = outcome.status
     assert record is not None
-    assert record.source == "api" and record.cause.source == "api"
+    assert record.source == "api"
+    assert record.cause.source == "api"
     assert record.cause.event_name == "api.inquiry"
-    assert record.trigger is not None and record.trigger.source == "api"
-    assert record.reference_id == "user-42" and record.template_id == "itmpl_1"
+    assert record.trigger is not None
+    assert record.trigger.source == "api"
+    assert record.reference_id == "user-42"
+    assert record.template_id == "itmpl_1"
 
 
 def test_an_older_api_snapshot_never_rolls_back_a_newer_webhook() -> None:
     view = new_view()
     apply_webhook(view, snapshot("evt_approved", "approved", 5), NOW, CONFIG)  # created 11:05
     outcome = apply_api_snapshot(view, api("completed", datetime(2026, 3, 1, 11, 3, tzinfo=UTC)), NOW, CONFIG)
-    assert view.trusted.status == "approved" and view.trusted.source == "webhook"
+    assert view.trusted.status == "approved"
+    assert view.trusted.source == "webhook"
     assert view.audit[-1].outcome == "stale"
     assert outcome.status is None or outcome.status.status == "approved"
 
@@ -58,7 +63,8 @@ def test_a_newer_api_snapshot_applies_over_an_older_webhook_and_a_late_webhook_d
     view = new_view()
     apply_webhook(view, snapshot("evt_started", "pending", 1), NOW, CONFIG)
     apply_api_snapshot(view, api("approved", datetime(2026, 3, 1, 11, 10, tzinfo=UTC)), NOW, CONFIG)
-    assert view.trusted.status == "approved" and view.trusted.source == "api"
+    assert view.trusted.status == "approved"
+    assert view.trusted.source == "api"
     apply_webhook(view, snapshot("evt_completed", "completed", 4), NOW, CONFIG)  # older than the read
     assert view.trusted.status == "approved"
     assert view.audit[-1].outcome == "stale"
@@ -73,7 +79,8 @@ def test_the_same_state_read_twice_is_one_snapshot() -> None:
     apply_api_snapshot(view, first, NOW, CONFIG)
     version = view.version
     outcome = apply_api_snapshot(view, again, NOW, CONFIG)
-    assert outcome.status is None and view.version == version
+    assert outcome.status is None
+    assert view.version == version
     assert view.audit[-1].outcome == "duplicate"
     assert api("approved", NOW, updated="2026-03-01T11:59:00.000Z").snapshot_id != first.snapshot_id
 
@@ -95,18 +102,21 @@ def test_awaiting_confirmation_asks_for_a_read_each_interval_and_the_api_complet
     deadline = next_deadline(view, CONFIG)
     assert deadline == NOW + timedelta(seconds=60)
     raised = refresh(view, deadline, CONFIG)
-    assert view.flags.awaiting_confirmation and raised.reconcile
+    assert view.flags.awaiting_confirmation
+    assert raised.reconcile
     assert next_deadline(view, CONFIG) == deadline + timedelta(seconds=30)
     assert not refresh(view, deadline + timedelta(seconds=29), CONFIG).reconcile
     assert refresh(view, deadline + timedelta(seconds=30), CONFIG).reconcile
     read = deadline + timedelta(seconds=31)
     pending = apply_api_snapshot(view, api("pending", read), read, CONFIG)
     assert view.flags.awaiting_confirmation  # not a completion: still overdue
-    assert pending.status is not None and pending.status.flags.awaiting_confirmation
+    assert pending.status is not None
+    assert pending.status.flags.awaiting_confirmation
     later = deadline + timedelta(seconds=62)
     outcome = apply_api_snapshot(view, api("completed", later), later, CONFIG)
     assert not view.flags.awaiting_confirmation
-    assert outcome.status is not None and outcome.status.source == "api"
+    assert outcome.status is not None
+    assert outcome.status.source == "api"
     assert "flags.awaiting_confirmation" in outcome.status.changed
     assert next_deadline(view, CONFIG) is None
     assert not refresh(view, later + timedelta(seconds=60), CONFIG).reconcile
@@ -117,7 +127,8 @@ def test_no_reconcile_requests_when_reconciling_is_off() -> None:
     view = new_view()
     apply_callback(view, complete(), NOW, config)
     outcome = refresh(view, NOW + timedelta(seconds=60), config)
-    assert view.flags.awaiting_confirmation and not outcome.reconcile
+    assert view.flags.awaiting_confirmation
+    assert not outcome.reconcile
     assert next_deadline(view, config) is None
 
 
@@ -147,7 +158,8 @@ def test_a_checkpoint_of_another_backfill_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "checkpoint.json"
     Checkpoint("2026-11-01T00:00:00+00:00", None, cursor="inq_9", done=["inq_8"]).save(path)
     resumed = Checkpoint.load(path, "2026-11-01T00:00:00+00:00", None)
-    assert resumed.cursor == "inq_9" and resumed.done == ["inq_8"]
+    assert resumed.cursor == "inq_9"
+    assert resumed.done == ["inq_8"]
     with pytest.raises(CheckpointError) as refused:
         Checkpoint.load(path, "2026-10-01T00:00:00+00:00", None)
     assert refused.value.code == "reconcile-checkpoint-mismatch"
