@@ -9,21 +9,28 @@ reaches the worker through ``<p>.api-snapshots`` and the trusted status arrives 
 
 from __future__ import annotations
 
+import io
+import json
 import secrets
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import aiohttp
 import pytest
 
+from gateway.signatures import sign
 from gateway.tokens import TokenAuthority
+from schemas.codec import decode
+from schemas.records import ApiSnapshot
 from tests.fixtures.persona_api import Fault, PersonaStandIn, inquiry, persona_api
 from tests.fixtures.webhooks import inquiry_event
-from tests.integration.conftest import gateway_settings, started_gateway
+from tests.integration.conftest import WEBHOOK_SECRET, gateway_settings, started_gateway
 from tests.integration.test_downstream import Stack, post_webhook
 from tests.integration.test_rules import ingest, records_of, view_of
 from tests.integration.workers import Reconciler, Worker, worker_env
-from tests.kafkautil import wait_for
+from tests.kafkautil import consume, wait_for
 
 __all__ = ["persona_api"]
 
@@ -179,3 +186,35 @@ async def test_an_api_that_is_down_or_rate_limiting_is_retried_within_the_rate_a
     text = stack.reconciler.log_path.read_text(errors="replace")
     assert "persona-api-" in text  # the failures were logged with their codes
     assert_no_key_in(text)
+
+
+async def test_an_inquiry_whose_webhook_was_dead_lettered_is_reconciled_through_the_api(stack: ReconcileStack) -> None:
+    inquiry_id = "inq_reconcile_deadletter"
+    stack.api.inquiries[inquiry_id] = inquiry(inquiry_id, "approved")
+    # verified, but not an envelope (no created-at): the gateway sets it aside; it names its inquiry
+    broken = {
+        "data": {
+            "type": "event",
+            "id": "evt_broken",
+            "attributes": {"name": "inquiry.approved", "payload": {"data": {"type": "inquiry", "id": inquiry_id}}},
+        }
+    }
+    payload = json.dumps(broken).encode()
+    headers = {"Persona-Signature": sign(WEBHOOK_SECRET.encode(), int(time.time()), payload)}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(f"{stack.http}/v1/webhooks/persona", data=io.BytesIO(payload), headers=headers) as answer,
+    ):
+        assert answer.status == 202
+        assert (await answer.json())["code"] == "dead-lettered"
+
+    (record,) = await records_of(stack, inquiry_id, 1)
+    assert record.status == "approved"
+    assert record.source == "api"
+    topic = stack.gateway.topics.api_snapshots.name
+    (snapshot,) = [
+        decode(ApiSnapshot, r.value)
+        for r in await consume(stack.gateway.settings.bootstrap_servers(), topic, quiet=1)
+        if r.key == inquiry_id.encode()
+    ]
+    assert snapshot.reason == "dead-letter"
