@@ -281,6 +281,7 @@ class Checkpoint:
         return found
 
     def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
         temporary = path.with_suffix(path.suffix + ".tmp")
         temporary.write_text(json.dumps(self.__dict__))
         os.replace(temporary, path)

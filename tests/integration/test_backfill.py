@@ -146,6 +146,16 @@ async def test_the_reconcile_command(
     assert written == Counter({ids[0]: 2, **{i: 1 for i in ids[1:]}})  # the on-demand read, then the backfill's
     for result in (done, again):
         assert KEY not in result.stdout + result.stderr
+    lists = [seen.query for seen in persona_api.seen if seen.path == "/api/v1/inquiries"]
+    assert lists[0]["filter[created-at-start]"] == "2026-11-01T00:00:00+00:00"
+    assert "filter[inquiry-template-id]" not in lists[0]
+
+    # --template filters the list (by default, a checkpoint of its own)
+    templated = await asyncio.to_thread(cli, env, "reconcile", "--since", "2026-11-01", "--template", "itmpl_9")
+    assert templated.returncode == 0, templated.stderr
+    lists = [seen.query for seen in persona_api.seen if seen.path == "/api/v1/inquiries"]
+    assert lists[-1]["filter[inquiry-template-id]"] == "itmpl_9"
+    assert list((tmp_path / "cache").glob("reconcile-*-itmpl_9.json"))
 
     # refusals, each with its stable code
     other = await asyncio.to_thread(cli, env, "reconcile", "--since", "2026-10-01", "--checkpoint", str(checkpoint))

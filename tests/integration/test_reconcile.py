@@ -115,8 +115,8 @@ async def test_a_missing_webhook_is_reconciled_through_the_api(
     stack.api.inquiries[inquiry_id] = completed
 
     await pending_then_complete(stack, inquiry_id, subject)
+    claimed = time.time()  # onComplete acknowledged: the gateway's clock stamped it just before
     # the timer raises the flag at the deadline; the API's answer arrives within one reconcile interval
-    # (the bound below adds the tick, the commit interval and a loaded machine's slack)
     records = await records_of(stack, inquiry_id, 3)
     first, raised, trusted = records[:3]
     assert (first.status, first.source) == ("pending", "webhook")
@@ -131,6 +131,15 @@ async def test_a_missing_webhook_is_reconciled_through_the_api(
     assert not trusted.flags.awaiting_confirmation
     assert "flags.awaiting_confirmation" in trusted.changed
     assert trusted.reference_id == subject
+    # when it reached the status topic (the broker's timestamp): the deadline plus one interval,
+    # plus the tick and commit intervals and a shared machine's slack
+    topic = stack.gateway.topics.inquiry_status.name
+    stamps = [
+        r.timestamp / 1000
+        for r in await consume(stack.gateway.settings.bootstrap_servers(), topic, quiet=1)
+        if r.key == inquiry_id.encode()
+    ]
+    assert stamps[2] - claimed <= WINDOW_SECONDS + INTERVAL_SECONDS + 2.0
 
     view = await view_of(stack, inquiry_id)
     assert view.trusted.source == "api"
