@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
@@ -275,9 +276,13 @@ def _reconciler(args: argparse.Namespace, settings: Settings) -> int:
             print(f"reconciler: consumer group {settings.reconciler_group}", flush=True)
 
         async def stop() -> None:
+            # at once, even in a wait for the API: offsets are committed only after the snapshots
+            # are in Kafka, so what was in hand is read again by the next owner (and deduplicated)
             reconciler.stopping.set()
             if task is not None:
-                await task
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
         await run_until_signalled(start, stop)
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import json
 import logging
@@ -295,8 +296,9 @@ def default_checkpoint(settings: Settings, since: datetime, template_id: str | N
 class Backfill:
     """Reconcile every inquiry the API lists since a date; resumable (see the module docstring).
 
-    An interrupt (:attr:`stopping`) lets the reads in flight finish and their snapshots reach Kafka,
-    records them in the checkpoint, and stops; the next run skips them.
+    An interrupt (:attr:`stopping`) abandons the reads in flight (nothing of them was written), lets
+    a write in progress reach Kafka and records it in the checkpoint, and stops; the next run skips
+    what was recorded and reads the rest.
     """
 
     def __init__(
@@ -335,8 +337,11 @@ class Backfill:
                         self._draw(final=True)
                         return False
                     part = todo[start : start + self.chunk]
-                    result = await read_all(api, part, "backfill")
-                    await writer.write(result.written)
+                    result = await self._read_unless_stopped(api, part)
+                    if result is None:
+                        self._draw(final=True)
+                        return False
+                    await writer.write(result.written)  # never interrupted: what is sent is recorded
                     state.failed.update(result.failed)
                     state.done.extend(part)
                     state.total += len(part)
@@ -347,6 +352,20 @@ class Backfill:
                 state.save(self.path)
         self._draw(final=True)
         return True
+
+    async def _read_unless_stopped(self, api: PersonaApiClient, ids: list[str]) -> Result | None:
+        """The reads of one chunk, or None if an interrupt came first (nothing of it was written, so
+        the next run reads it again -- a wait for the rate limit does not hold up Ctrl-C)."""
+        reads = asyncio.ensure_future(read_all(api, ids, "backfill"))
+        stop = asyncio.ensure_future(self.stopping.wait())
+        await asyncio.wait([reads, stop], return_when=asyncio.FIRST_COMPLETED)
+        stop.cancel()
+        if reads.done():
+            return reads.result()
+        reads.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reads
+        return None
 
     def _draw(self, final: bool = False) -> None:
         if self.progress is None:

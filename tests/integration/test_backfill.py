@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import os
+import signal
 import subprocess
 import sys
 from collections import Counter
@@ -176,3 +178,42 @@ async def test_the_reconcile_command(
     bad_date = await asyncio.to_thread(cli, env, "reconcile", "--since", "yesterday")
     assert bad_date.returncode == 2
     assert "not a date" in bad_date.stderr
+
+
+async def test_ctrl_c_interrupts_a_backfill_waiting_for_the_rate_and_the_same_command_resumes(
+    kafka_bootstrap: str, unique: str, tmp_path: Path, persona_api: PersonaStandIn
+) -> None:
+    ids = [f"inq_interrupt{n:03d}" for n in range(25)]
+    persona_api.inquiries.update({i: inquiry(i, "completed") for i in ids})
+    env = cli_env(kafka_bootstrap, unique, persona_api, tmp_path)
+    env["PERSONA_STREAM_PERSONA_API_RATE_PER_MINUTE"] = "10"  # 10 calls, then a wait of a minute
+    await create_topics(kafka_bootstrap, TopicPlan.from_settings(Settings(topic_prefix=unique, partitions=3)).all())
+    checkpoint = tmp_path / "backfill.json"
+    command = [sys.executable, "-m", "persona_stream.cli", "reconcile", "--since", "2026-11-01"]
+    command += ["--checkpoint", str(checkpoint)]
+    process = await asyncio.create_subprocess_exec(
+        *command, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    try:
+        await wait_for(lambda: len(persona_api.seen) >= 10, timeout=60)
+        await wait_for(lambda: checkpoint.exists() and json.loads(checkpoint.read_text())["total"] >= 8, timeout=30)
+        process.send_signal(signal.SIGINT)  # Ctrl-C, while it waits for the rate
+        async with asyncio.timeout(20):
+            stdout, stderr = await process.communicate()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    out, err = stdout.decode(), stderr.decode()
+    assert process.returncode == 130, err
+    assert "interrupted after" in out
+    assert len(persona_api.seen) == 10  # never over the rate
+    state = json.loads(checkpoint.read_text())
+    assert not state["finished"]
+
+    env["PERSONA_STREAM_PERSONA_API_RATE_PER_MINUTE"] = "240"
+    resumed = await asyncio.to_thread(cli, env, *command[3:])
+    assert resumed.returncode == 0, resumed.stderr
+    settings = Settings(kafka_bootstrap_servers=kafka_bootstrap, topic_prefix=unique, partitions=3)
+    written = Counter(s.inquiry_id for s in await snapshots(settings))
+    assert written == Counter(dict.fromkeys(ids, 1))  # each exactly once across the interrupt
