@@ -440,7 +440,11 @@ def build_parser() -> argparse.ArgumentParser:
     reconciler.set_defaults(handler=_reconciler)
 
     reconcile = commands.add_parser(
-        "reconcile", help="read inquiries from Persona's API now: --inquiry ID..., or a backfill --since DATE"
+        "reconcile",
+        help="read inquiries from Persona's API now: --inquiry ID..., or a backfill --since DATE",
+        description="Read inquiries from Persona's API and feed each read to the workers as a trusted input. "
+        "A backfill lists the inquiries created since DATE, shows its progress, and keeps a checkpoint: after "
+        "Ctrl-C (exit 130), the same command resumes and reconciles each inquiry once.",
     )
     reconcile.add_argument("--inquiry", nargs="+", metavar="ID", help="the inquiries to read")
     reconcile.add_argument("--since", type=_since, metavar="DATE", help="backfill: every inquiry created since DATE")

@@ -244,6 +244,11 @@ class Settings(BaseSettings):
         gt=0,
         description="While an inquiry's trusted completion is overdue, how often it is read again from Persona's API.",
     )
+    reconcile_max_requests: int = Field(
+        default=60,
+        ge=1,
+        description="Most reconcile requests for one overdue inquiry; then its flag stays raised for a person.",
+    )
     reconcile_requests: bool | None = Field(
         default=None,
         description="Whether workers ask the reconciler for API reads of overdue inquiries (default: when "

@@ -105,6 +105,7 @@ def create_app(settings: Settings) -> tuple[WorkerApp, Pipeline]:
         config=Config(
             awaiting_confirmation_seconds=settings.awaiting_confirmation_seconds,
             reconcile_interval_seconds=settings.reconcile_interval_seconds if settings.reconciling else None,
+            reconcile_max_requests=settings.reconcile_max_requests,
         ),
         window_config=WindowConfig(
             size_seconds=settings.analytics_window_seconds, grace_seconds=settings.analytics_grace_seconds

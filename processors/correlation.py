@@ -199,6 +199,7 @@ class Config:
     steps_limit: int = 40
     seen_above_limit: int = 256
     reconcile_interval_seconds: float | None = None  # None: no reconcile requests
+    reconcile_max_requests: int = 60  # per inquiry: then the flag stays raised for a person to look
 
 
 @dataclass
@@ -537,7 +538,8 @@ def derive_flags(view: InquiryView, now: datetime, config: Config) -> Flags:
 def next_deadline(view: InquiryView, config: Config) -> datetime | None:
     """When the flags may change with time alone, or a reconcile request is due (for the timer);
     None if neither can happen."""
-    if config.reconcile_interval_seconds is not None and view.flags.awaiting_confirmation:
+    if _reconciling(view, config):
+        assert config.reconcile_interval_seconds is not None
         last = view.reconcile_requested_at
         if last is not None:
             return last + timedelta(seconds=config.reconcile_interval_seconds)
@@ -547,11 +549,20 @@ def next_deadline(view: InquiryView, config: Config) -> datetime | None:
 
 def reconcile_due(view: InquiryView, now: datetime, config: Config) -> bool:
     """Whether the timer should ask for a read of Persona's API: ``awaiting_confirmation`` is raised
-    and no request was made in the last reconcile interval."""
-    if config.reconcile_interval_seconds is None or not view.flags.awaiting_confirmation:
+    and no request was made in the last reconcile interval (at most ``reconcile_max_requests``)."""
+    if not _reconciling(view, config):
         return False
+    assert config.reconcile_interval_seconds is not None
     last = view.reconcile_requested_at
     return last is None or now - last >= timedelta(seconds=config.reconcile_interval_seconds)
+
+
+def _reconciling(view: InquiryView, config: Config) -> bool:
+    return (
+        config.reconcile_interval_seconds is not None
+        and view.flags.awaiting_confirmation
+        and view.reconcile_requests < config.reconcile_max_requests
+    )
 
 
 def refresh(view: InquiryView, now: datetime, config: Config) -> Outcome:
@@ -562,6 +573,7 @@ def refresh(view: InquiryView, now: datetime, config: Config) -> Outcome:
     _publish(view, outcome, Trigger(source="timer", at=now))
     if reconcile_due(view, now, config):
         view.reconcile_requested_at = now
+        view.reconcile_requests += 1
         outcome.reconcile = True
         outcome.view_changed = True
     return outcome

@@ -189,4 +189,5 @@ class InquiryView(_State):
     reconcile_requested_at: AwareDatetime | None = Field(
         default=None, description="When the timer last asked for this inquiry to be read from Persona's API."
     )
+    reconcile_requests: int = Field(default=0, description="How often the timer asked for it.")
     updated_at: AwareDatetime | None = None

@@ -166,3 +166,17 @@ def test_a_checkpoint_of_another_backfill_is_refused(tmp_path: Path) -> None:
     path.write_text("{not json")
     with pytest.raises(CheckpointError):
         Checkpoint.load(path, "2026-11-01T00:00:00+00:00", None)
+
+
+def test_reconcile_requests_stop_after_the_most_allowed() -> None:
+    config = Config(awaiting_confirmation_seconds=60, reconcile_interval_seconds=30, reconcile_max_requests=2)
+    view = new_view()
+    apply_callback(view, complete(), NOW, config)
+    at = NOW + timedelta(seconds=60)
+    asked = []
+    for step in range(4):
+        asked.append(refresh(view, at + timedelta(seconds=30 * step), config).reconcile)
+    assert asked == [True, True, False, False]
+    assert view.reconcile_requests == 2
+    assert view.flags.awaiting_confirmation  # still raised: for a person to look at
+    assert next_deadline(view, config) is None
