@@ -13,17 +13,22 @@ import io
 import json
 import secrets
 import time
+from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
 import pytest
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
 
 from gateway.signatures import sign
 from gateway.tokens import TokenAuthority
-from schemas.codec import decode
-from schemas.records import ApiSnapshot
+from persona_stream.topics import TopicPlan, create_topics
+from schemas.codec import decode, encode
+from schemas.records import ApiSnapshot, ReconcileRequest
 from tests.fixtures.persona_api import Fault, PersonaStandIn, inquiry, persona_api
 from tests.fixtures.webhooks import inquiry_event
 from tests.integration.conftest import WEBHOOK_SECRET, gateway_settings, started_gateway
@@ -227,3 +232,43 @@ async def test_an_inquiry_whose_webhook_was_dead_lettered_is_reconciled_through_
         if r.key == inquiry_id.encode()
     ]
     assert snapshot.reason == "dead-letter"
+
+
+async def group_is_stable(bootstrap: str, group: str, members: int) -> bool:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        (response,) = await admin.describe_consumer_groups([group])
+        _, _, state, _, _, found, *_ = response.groups[0]
+        return bool(state == "Stable" and len(found) == members)
+    finally:
+        await admin.close()
+
+
+async def test_two_reconcilers_never_make_the_same_call(
+    kafka_bootstrap: str, unique: str, tmp_path: Path, persona_api: PersonaStandIn
+) -> None:
+    env = worker_env(kafka_bootstrap, unique, PERSONA_API_KEY=API_KEY, PERSONA_API_URL=persona_api.url)
+    settings = gateway_settings(kafka_bootstrap, unique)
+    await create_topics(kafka_bootstrap, TopicPlan.from_settings(settings).all())
+    ids = [f"inq_pair{n:03d}" for n in range(60)]
+    persona_api.inquiries.update({i: inquiry(i, "completed") for i in ids})
+    first = Reconciler(env, tmp_path, "reconciler-1").start()
+    second = Reconciler(env, tmp_path, "reconciler-2").start()
+    try:
+        await wait_for(lambda: group_is_stable(kafka_bootstrap, settings.reconciler_group, 2), timeout=60)
+        requests = TopicPlan.from_settings(settings).reconcile_requests.name
+        async with AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all") as producer:
+            for inquiry_id in ids:
+                request = ReconcileRequest(inquiry_id=inquiry_id, reason="awaiting-confirmation", at=datetime.now(UTC))
+                await producer.send(requests, encode(request), key=inquiry_id.encode())
+        snapshots_topic = TopicPlan.from_settings(settings).api_snapshots.name
+        written = await consume(kafka_bootstrap, snapshots_topic, count=len(ids), timeout=60)
+        assert sorted(decode(ApiSnapshot, r.value).inquiry_id for r in written) == ids
+        calls = Counter(seen.path.rsplit("/", 1)[-1] for seen in persona_api.seen)
+        assert calls == Counter(dict.fromkeys(ids, 1))  # one call per request, by one of the two
+        logs = [r.log_path.read_text() for r in (first, second)]
+        assert all("persona api GET" in log for log in logs)  # both took part
+    finally:
+        first.stop()
+        second.stop()
