@@ -301,7 +301,12 @@ def apply_api_snapshot(view: InquiryView, snapshot: ApiSnapshot, now: datetime, 
         outcome.view_changed = True
         outcome.template_id = template_of(view)
         return outcome
-    result, note = _apply_inquiry(view, event_id, API_EVENT_NAME, created_at, snapshot.inquiry, "api", now, outcome)
+    attributes = snapshot.inquiry.attributes
+    finished = _timestamp(attributes.completed_at) or _timestamp(attributes.failed_at)
+    completed = finished if finished is not None and finished <= created_at else None
+    result, note = _apply_inquiry(
+        view, event_id, API_EVENT_NAME, created_at, snapshot.inquiry, "api", now, outcome, completed
+    )
     _audit(view, event_id, API_EVENT_NAME, created_at, result, config, note, source="api")
     outcome.view_changed = True
     outcome.template_id = template_of(view)
@@ -321,8 +326,12 @@ def _apply_inquiry(
     source: TrustedSource,
     now: datetime,
     outcome: Outcome,
+    completed: datetime | None = None,
 ) -> tuple[str, str | None]:
-    """One trusted inquiry snapshot: milestones, identity, completion, and the status if it is the newest."""
+    """One trusted inquiry snapshot: milestones, identity, completion, and the status if it is the newest.
+
+    ``completed`` is when the inquiry completed, if the snapshot says (an API read: its
+    ``completed-at``); else the snapshot's own time (a webhook's ``created-at``)."""
     status = obj.attributes.status
     note: str | None = None
     if status not in view.milestones:
@@ -344,9 +353,20 @@ def _apply_inquiry(
     if status in TRUSTED_COMPLETION:
         if view.trusted_completion_seen_at is None:
             view.trusted_completion_seen_at = now
-        if view.trusted_completed_at is None or created_at < view.trusted_completed_at:
-            view.trusted_completed_at = created_at
+        completed = completed or created_at
+        if view.trusted_completed_at is None or completed < view.trusted_completed_at:
+            view.trusted_completed_at = completed
     return ("applied" if newer else "stale"), note
+
+
+def _timestamp(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else None
 
 
 def _apply_snapshot(

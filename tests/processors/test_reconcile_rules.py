@@ -17,7 +17,7 @@ from schemas.records import ApiSnapshot, DeadLetter, ReconcileReason
 from schemas.webhooks import InquiryObject
 from tests.fixtures.persona_api import inquiry
 from tests.fixtures.webhooks import INQUIRY_ID
-from tests.processors.test_correlation import NOW, complete, new_view, snapshot
+from tests.processors.test_correlation import NOW, callback, complete, new_view, snapshot
 
 CONFIG = Config(awaiting_confirmation_seconds=60, reconcile_interval_seconds=30)
 
@@ -180,3 +180,14 @@ def test_reconcile_requests_stop_after_the_most_allowed() -> None:
     assert view.reconcile_requests == 2
     assert view.flags.awaiting_confirmation  # still raised: for a person to look at
     assert next_deadline(view, config) is None
+
+
+def test_an_api_read_dates_the_trusted_completion_by_its_completed_at() -> None:
+    view = new_view()
+    apply_callback(view, callback(0, {"kind": "onEvent", "name": "start"}, minute=0), NOW, CONFIG)  # 11:30
+    document = inquiry(INQUIRY_ID, "approved")
+    document["attributes"].update({"reference-id": "user-42", "completed-at": "2026-03-01T11:40:00.000Z"})
+    read = to_record(InquirySnapshot(validate(InquiryObject, document), NOW), "on-demand")
+    apply_api_snapshot(view, read, NOW, CONFIG)
+    assert view.trusted_completed_at == datetime(2026, 3, 1, 11, 40, tzinfo=UTC)
+    assert view.start_to_trusted_completion == 600.0
