@@ -41,8 +41,9 @@ from schemas.views import InquiryView
 _INQUIRY = re.compile(INQUIRY_ID_PATTERN)
 
 PROVENANCE = {
-    "trusted": "verified Persona webhooks only; version counts the status records published",
-    "audit": "every webhook event seen for this inquiry, and whether it was applied",
+    "trusted": "Persona only: verified webhooks and reads of Persona's API (source); version counts the status "
+    "records published",
+    "audit": "every webhook event and API snapshot seen for this inquiry (source), and whether it was applied",
     "client": "the browser's callbacks as received: unverified claims, never trusted",
     "flags": "derived from both: where the client's word and the server's disagree",
 }

@@ -84,6 +84,9 @@ def document(settings: Settings) -> dict[str, Any]:
     status = c.message(
         "StatusRecord", records.StatusRecord, "One change of an inquiry's status record: its trusted status or a flag."
     )
+    api_snapshot = c.message(
+        "ApiSnapshot", records.ApiSnapshot, "An inquiry as Persona's REST API answered it: a trusted input."
+    )
     analytics = c.message("AnalyticsRecord", records.AnalyticsRecord, "Funnel counts of one template over one window.")
     dead = c.message("DeadLetter", records.DeadLetter, "A record that could not be processed, and why.")
     client_frame = c.message("ClientFrame", frames.ClientFrame, "A frame a client sends.", "validation")
@@ -96,6 +99,12 @@ def document(settings: Settings) -> dict[str, Any]:
         ),
         "webhooks": _kafka(
             plan.webhooks, "Verified Persona webhooks; delivery headers kept as Kafka headers.", webhook, "WebhookEvent"
+        ),
+        "apiSnapshots": _kafka(
+            plan.api_snapshots,
+            "Reads of Persona's API (reconciliation), ordered against webhooks by when they were observed.",
+            api_snapshot,
+            "ApiSnapshot",
         ),
         "inquiryStatus": _kafka(
             plan.inquiry_status,
@@ -141,6 +150,9 @@ def document(settings: Settings) -> dict[str, Any]:
     operations = {
         "writeClientEvents": op("send", "clientEvents", ["ClientEvent"], "The gateway writes each accepted callback."),
         "writeWebhooks": op("send", "webhooks", ["WebhookEvent"], "The gateway writes each verified webhook."),
+        "writeApiSnapshots": op(
+            "send", "apiSnapshots", ["ApiSnapshot"], "The reconciler writes each read of Persona's API."
+        ),
         "publishStatus": op(
             "send",
             "inquiryStatus",

@@ -2,18 +2,21 @@
 
 Every command builds :class:`~persona_stream.settings.Settings` once from the environment and
 passes it down. Exit codes: 0 success, 1 failure, 2 bad usage or configuration, 3 "not running"
-(``kafka status``) or stale files (``schemas export --check``).
+(``kafka status``) or stale files (``schemas export --check``), 130 interrupted (a ``reconcile
+--since`` backfill: run it again to resume).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -249,6 +252,131 @@ def _bench(args: argparse.Namespace, settings: Settings) -> int:
     return runner.main(bootstrap, args.scenario, smoke=args.smoke, out=Path(args.out), guarantee=args.guarantee)
 
 
+def _no_api_key(command: str) -> int:
+    print(f"persona-stream: {command} needs PERSONA_STREAM_PERSONA_API_KEY [persona-api-key-missing]", file=sys.stderr)
+    return 2
+
+
+def _reconciler(args: argparse.Namespace, settings: Settings) -> int:
+    from processors.reconcile import Reconciler
+
+    if settings.persona_api_key is None:
+        return _no_api_key("the reconciler")
+
+    async def run() -> None:
+        bootstrap = await ensure_kafka(settings)
+        await create_topics(bootstrap, TopicPlan.from_settings(settings).all())
+        reconciler = Reconciler(settings)
+        task: asyncio.Task[None] | None = None
+
+        async def start() -> None:
+            nonlocal task
+            task = asyncio.create_task(reconciler.run())
+            await reconciler.started.wait()
+            print(f"reconciler: consumer group {settings.reconciler_group}", flush=True)
+
+        async def stop() -> None:
+            # at once, even in a wait for the API: offsets are committed only after the snapshots
+            # are in Kafka, so what was in hand is read again by the next owner (and deduplicated)
+            reconciler.stopping.set()
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+        await run_until_signalled(start, stop)
+
+    asyncio.run(run())
+    return 0
+
+
+def _since(value: str) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date: {value!r} (use 2026-11-01 or 2026-11-01T12:00:00Z)") from None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def _reconcile(args: argparse.Namespace, settings: Settings) -> int:
+    from processors.reconcile import Backfill, CheckpointError, default_checkpoint, reconcile_ids
+
+    if settings.persona_api_key is None:
+        return _no_api_key("reconcile")
+    if bool(args.inquiry) == (args.since is not None):
+        print("persona-stream: reconcile takes --inquiry ID... or --since DATE [reconcile-usage]", file=sys.stderr)
+        return 2
+    if args.inquiry:
+        result = asyncio.run(reconcile_ids(settings, args.inquiry))
+        for snapshot in result.written:
+            print(f"{snapshot.inquiry_id}  {snapshot.inquiry.attributes.status}  (observed {snapshot.observed_at})")
+        for inquiry_id, code in result.failed.items():
+            print(f"{inquiry_id}  failed [{code}]")
+        return 1 if result.failed else 0
+
+    checkpoint = Path(args.checkpoint) if args.checkpoint else default_checkpoint(settings, args.since, args.template)
+    try:
+        backfill = Backfill(settings, args.since, args.template, checkpoint, progress=sys.stderr)
+    except CheckpointError as exc:
+        print(f"persona-stream: {exc} [{exc.code}]", file=sys.stderr)
+        return 2
+
+    async def run() -> bool:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, backfill.stopping.set)
+        return await backfill.run()
+
+    finished = asyncio.run(run())
+    state = backfill.state
+    for inquiry_id, code in state.failed.items():
+        print(f"{inquiry_id}  failed [{code}]")
+    if not finished:
+        print(f"interrupted after {state.total} inquiries; run the same command again to resume ({checkpoint})")
+        return 130
+    print(f"reconciled {state.total} inquiries ({len(state.failed)} failed); checkpoint {checkpoint}")
+    return 1 if state.failed else 0
+
+
+def _dead_letters(args: argparse.Namespace, settings: Settings) -> int:
+    import base64
+    import json
+
+    from processors import dead_letters
+
+    if args.action == "list":
+        letters = asyncio.run(dead_letters.read_letters(settings))
+        for found in letters:
+            letter = found.letter
+            detail = letter.detail.replace("\n", " ")[:70]
+            print(
+                f"{found.offset:>6}  {letter.at:%Y-%m-%dT%H:%M:%S}  {letter.reason:<22}  {letter.key or '-'}  {detail}"
+            )
+        print(f"{len(letters)} dead letters")
+        return 0
+    if args.action == "show":
+        try:
+            found = asyncio.run(dead_letters.find_letter(settings, args.id))
+        except dead_letters.DeadLetterNotFound as exc:
+            print(f"persona-stream: {exc} [{exc.code}]", file=sys.stderr)
+            return 1
+        document = found.letter.model_dump(mode="json")
+        value = base64.b64decode(found.letter.value_b64)
+        try:
+            document["value"] = json.loads(value)
+        except ValueError:
+            document["value"] = value.decode(errors="replace")
+        print(json.dumps({"id": found.offset, **document}, indent=2))
+        return 0
+    report = asyncio.run(dead_letters.replay(settings, reason=args.reason))
+    for offset, event_id in report.replayed:
+        print(f"{offset:>6}  replayed {event_id}")
+    for offset, code in report.skipped:
+        print(f"{offset:>6}  skipped [{code}]")
+    print(f"replayed {len(report.replayed)}, skipped {len(report.skipped)}")
+    return 0
+
+
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     from persona_stream.runner import Runner
 
@@ -304,6 +432,41 @@ def build_parser() -> argparse.ArgumentParser:
         "worker", help="run a worker: correlate callbacks and webhooks, publish trusted status and analytics"
     )
     worker.set_defaults(handler=_worker)
+
+    reconciler = commands.add_parser(
+        "reconciler",
+        help="run a reconciler: read overdue or dead-lettered inquiries from Persona's API (needs an API key)",
+    )
+    reconciler.set_defaults(handler=_reconciler)
+
+    reconcile = commands.add_parser(
+        "reconcile",
+        help="read inquiries from Persona's API now: --inquiry ID..., or a backfill --since DATE",
+        description="Read inquiries from Persona's API and feed each read to the workers as a trusted input. "
+        "A backfill lists the inquiries created since DATE, shows its progress, and keeps a checkpoint: after "
+        "Ctrl-C (exit 130), the same command resumes and reconciles each inquiry once.",
+    )
+    reconcile.add_argument("--inquiry", nargs="+", metavar="ID", help="the inquiries to read")
+    reconcile.add_argument("--since", type=_since, metavar="DATE", help="backfill: every inquiry created since DATE")
+    reconcile.add_argument("--template", metavar="ID", help="backfill: only this inquiry template")
+    reconcile.add_argument(
+        "--checkpoint", metavar="PATH", help="backfill: the resume file (default: in the cache directory)"
+    )
+    reconcile.set_defaults(handler=_reconcile)
+
+    letters = commands.add_parser("dead-letters", help="list, show and replay the dead letters")
+    letters_commands = letters.add_subparsers(dest="action", required=True, metavar="action")
+    letters_commands.add_parser("list", help="every retained dead letter: id, time, reason, key, detail").set_defaults(
+        handler=_dead_letters
+    )
+    show = letters_commands.add_parser("show", help="one dead letter, with its original value")
+    show.add_argument("id", type=int, help="its id (the offset in the dead-letters topic)")
+    show.set_defaults(handler=_dead_letters)
+    replay = letters_commands.add_parser(
+        "replay", help="re-feed the verified webhooks among them (idempotent by event id)"
+    )
+    replay.add_argument("--reason", help="only letters of this reason, e.g. processing-failed")
+    replay.set_defaults(handler=_dead_letters)
 
     simulate = commands.add_parser(
         "simulate", help="drive realistic traffic through the gateway and check every inquiry's final status"

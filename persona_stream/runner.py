@@ -1,9 +1,10 @@
 """``persona-stream run``: the whole pipeline on one machine, until Ctrl-C.
 
 Starts the embedded Kafka (unless a cluster is configured), creates the topics, then runs the
-worker and the gateway -- and with ``--demo`` the simulator -- as child processes, each in its own
-session so that one Ctrl-C is handled here, in order: simulator, gateway (flushes and acknowledges
-what is in flight), worker (commits), then the Kafka this command started. Nothing is left running.
+worker, the reconciler (when ``PERSONA_STREAM_PERSONA_API_KEY`` is set) and the gateway -- and with
+``--demo`` the simulator -- as child processes, each in its own session so that one Ctrl-C is
+handled here, in order: simulator, gateway (flushes and acknowledges what is in flight),
+reconciler, worker (commits), then the Kafka this command started. Nothing is left running.
 
 Without ``PERSONA_STREAM_TOKEN_SECRET`` / ``PERSONA_STREAM_WEBHOOK_SECRETS`` it makes throwaway
 secrets for this run and prints how to use them.
@@ -55,6 +56,8 @@ class Runner:
                 print(f"Kafka {KAFKA_VERSION} at {result.bootstrap_servers} ({how})")
             asyncio.run(create_topics(self.settings.bootstrap_servers(), TopicPlan.from_settings(self.settings).all()))
             self._spawn("worker", ["worker"], env)
+            if self.settings.persona_api_key is not None:
+                self._spawn("reconciler", ["reconciler"], env)
             self._spawn("gateway", ["gateway"], env)
             if not self._wait_ready(timeout=90):
                 print("persona-stream: the gateway did not become ready", file=sys.stderr)

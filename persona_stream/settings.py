@@ -245,6 +245,21 @@ class Settings(BaseSettings):
     persona_api_rate_per_minute: int = Field(
         default=240, ge=1, description="Client-side cap on API calls a minute (Persona allows 300 by default)."
     )
+    reconcile_interval_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="While an inquiry's trusted completion is overdue, how often it is read again from Persona's API.",
+    )
+    reconcile_max_requests: int = Field(
+        default=60,
+        ge=1,
+        description="Most reconcile requests for one overdue inquiry; then its flag stays raised for a person.",
+    )
+    reconcile_requests: bool | None = Field(
+        default=None,
+        description="Whether workers ask the reconciler for API reads of overdue inquiries (default: when "
+        "persona_api_key is set).",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -267,6 +282,16 @@ class Settings(BaseSettings):
     def processors_id(self) -> str:
         """The workers' consumer group id, transactional id prefix and changelog topic prefix."""
         return f"{self.topic_prefix}-processors"
+
+    @property
+    def reconciling(self) -> bool:
+        """Whether workers send reconcile requests (``reconcile_requests``, else: an API key is set)."""
+        return self.reconcile_requests if self.reconcile_requests is not None else self.persona_api_key is not None
+
+    @property
+    def reconciler_group(self) -> str:
+        """The reconcilers' consumer group id."""
+        return f"{self.topic_prefix}-reconciler"
 
     @property
     def uses_local_kafka(self) -> bool:

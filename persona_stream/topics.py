@@ -7,21 +7,24 @@ topic                    key                         partitions  configuration
                          ``session:<id>:<sub>``
                          before the inquiry is known
 <p>.webhooks             inquiry id                  N           delete, 30 days
+<p>.api-snapshots        inquiry id                  N           delete, 30 days
 <p>.inquiry-status       inquiry id                  N           compact (latest per inquiry)
 <p>.analytics            template id                 1           delete, 30 days
 <p>.dead-letters         key of the failed record    1           delete, 30 days
 <p>.analytics-facts      template id (internal)      N           delete, 1 day
 <p>.processor-ticks      none (internal)             N           delete, 1 hour
+<p>.reconcile-requests   inquiry id (internal)       N           delete, 1 day
 =======================  ==========================  ==========  ===============================
 
-``client-events`` and ``webhooks`` have the same partition count and the same key, so they are
-co-partitioned: the two signals about one inquiry land on the same partition number and are joined
-by the worker that owns it. ``inquiry-status`` has the same count so a status record travels in
-the transaction of the partition that produced it. Analytics and dead letters are low-volume and
-read whole, so one partition keeps them totally ordered. The two internal topics carry the
-workers' own traffic: facts re-keyed by template for the analytics windows, and the ticks that
-drive timers inside each partition's transaction. Every topic with N partitions is consumed by the
-workers as one co-partitioned group.
+``client-events``, ``webhooks`` and ``api-snapshots`` have the same partition count and the same
+key, so they are co-partitioned: the signals about one inquiry land on the same partition number
+and are joined by the worker that owns it. ``reconcile-requests`` carries the workers' requests
+to the reconciler (``persona-stream reconciler``), a consumer group of its own. ``inquiry-status``
+has the same count so a status record travels in the transaction of the partition that produced
+it. Analytics and dead letters are low-volume and read whole, so one partition keeps them totally
+ordered. The internal ticks and facts carry the workers' own traffic: facts re-keyed by template
+for the analytics windows, and the ticks that drive timers inside each partition's transaction.
+Every other topic with N partitions is consumed by the workers as one co-partitioned group.
 """
 
 from __future__ import annotations
@@ -56,11 +59,13 @@ class TopicPlan:
 
     client_events: TopicSpec
     webhooks: TopicSpec
+    api_snapshots: TopicSpec
     inquiry_status: TopicSpec
     analytics: TopicSpec
     dead_letters: TopicSpec
     analytics_facts: TopicSpec
     processor_ticks: TopicSpec
+    reconcile_requests: TopicSpec
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TopicPlan:
@@ -75,6 +80,7 @@ class TopicPlan:
                 f"{prefix}.client-events", "inquiry id or session:<id>:<subject>", n, rf, delete(7)
             ),
             webhooks=TopicSpec(f"{prefix}.webhooks", "inquiry id", n, rf, delete(30)),
+            api_snapshots=TopicSpec(f"{prefix}.api-snapshots", "inquiry id", n, rf, delete(30)),
             inquiry_status=TopicSpec(
                 f"{prefix}.inquiry-status",
                 "inquiry id",
@@ -93,17 +99,20 @@ class TopicPlan:
                 {"cleanup.policy": "delete", "retention.ms": str(60 * 60 * 1000)},
                 internal=True,
             ),
+            reconcile_requests=TopicSpec(f"{prefix}.reconcile-requests", "inquiry id", n, rf, delete(1), internal=True),
         )
 
     def all(self) -> list[TopicSpec]:
         return [
             self.client_events,
             self.webhooks,
+            self.api_snapshots,
             self.inquiry_status,
             self.analytics,
             self.dead_letters,
             self.analytics_facts,
             self.processor_ticks,
+            self.reconcile_requests,
         ]
 
 

@@ -3,7 +3,7 @@
 =========================  ==================================================================
 piece                      what it does
 =========================  ==================================================================
-agent ``correlate``        client-events + webhooks + ticks, in batches → :meth:`Pipeline.on_batch`
+agent ``correlate``        client-events + webhooks + api-snapshots + ticks, in batches → :meth:`Pipeline.on_batch`
 agent ``analytics``        analytics-facts + ticks, in batches → :meth:`Pipeline.on_analytics_batch`
 timer ``tick``             once a ``tick_interval_seconds``, a tick to each ticks partition this
                            worker owns, so timers run inside that partition's transaction
@@ -103,7 +103,11 @@ def create_app(settings: Settings) -> tuple[WorkerApp, Pipeline]:
         ticks_topic=plan.processor_ticks.name,
         tables=tables,
         output=Output(app, exactly_once),
-        config=Config(awaiting_confirmation_seconds=settings.awaiting_confirmation_seconds),
+        config=Config(
+            awaiting_confirmation_seconds=settings.awaiting_confirmation_seconds,
+            reconcile_interval_seconds=settings.reconcile_interval_seconds if settings.reconciling else None,
+            reconcile_max_requests=settings.reconcile_max_requests,
+        ),
         window_config=WindowConfig(
             size_seconds=settings.analytics_window_seconds, grace_seconds=settings.analytics_grace_seconds
         ),
@@ -112,7 +116,9 @@ def create_app(settings: Settings) -> tuple[WorkerApp, Pipeline]:
     )
 
     raw: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
-    inputs = app.topic(plan.client_events.name, plan.webhooks.name, plan.processor_ticks.name, **raw)
+    inputs = app.topic(
+        plan.client_events.name, plan.webhooks.name, plan.api_snapshots.name, plan.processor_ticks.name, **raw
+    )
     facts = app.topic(plan.analytics_facts.name, plan.processor_ticks.name, **raw)
 
     gate = app.commit_gate  # each input's writes and its acknowledgement fall in one transaction
@@ -181,8 +187,8 @@ def create_app(settings: Settings) -> tuple[WorkerApp, Pipeline]:
 
     app.page("/v1/views/{inquiry_id}")(view_when_ready)
     # worker metrics (processors/metrics.py): a sensor, a sampling timer and GET /metrics
-    install(app, metrics, [plan.client_events.name, plan.webhooks.name, plan.processor_ticks.name,
-                           plan.analytics_facts.name], tables.inquiries)  # fmt: skip
+    install(app, metrics, [plan.client_events.name, plan.webhooks.name, plan.api_snapshots.name,
+                           plan.processor_ticks.name, plan.analytics_facts.name], tables.inquiries)  # fmt: skip
     return app, pipeline
 
 

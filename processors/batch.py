@@ -53,6 +53,7 @@ class Pending:
     view_changed: bool = False
     statuses: list[bytes] = field(default_factory=list)
     facts: list[tuple[str, datetime, Mapping[str, int], list[float]]] = field(default_factory=list)
+    reconcile: bool = False  # a reconcile request is due for this inquiry
     inputs: list[Any] = field(default_factory=list)  # applied so far, in order (for a replay)
 
 
@@ -86,6 +87,9 @@ class Batch:
         for key, pending in self.pending.items():
             for status in pending.statuses:
                 yield key, pending, status
+
+    def reconcile_requests(self) -> Iterator[tuple[bytes, Pending]]:
+        return ((key, pending) for key, pending in self.pending.items() if pending.reconcile)
 
     def fact_sums(self) -> dict[FactKey, FactSum]:
         sums: dict[FactKey, FactSum] = {}

@@ -102,7 +102,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from processors import flags, publication
 from processors.flags import TRUSTED_COMPLETION, counted_claims
@@ -115,7 +115,7 @@ from schemas.callbacks import (
     known_error,
     known_event,
 )
-from schemas.records import CallbackRecord, Flags, StatusRecord, Trigger
+from schemas.records import ApiSnapshot, CallbackRecord, Flags, StatusRecord, Trigger, TrustedSource
 from schemas.views import (
     AuditEntry,
     InquiryView,
@@ -198,6 +198,8 @@ class Config:
     sessions_limit: int = 20
     steps_limit: int = 40
     seen_above_limit: int = 256
+    reconcile_interval_seconds: float | None = None  # None: no reconcile requests
+    reconcile_max_requests: int = 60  # per inquiry: then the flag stays raised for a person to look
 
 
 @dataclass
@@ -209,6 +211,7 @@ class Outcome:
     counts: Counter[str] = field(default_factory=Counter)
     durations: list[float] = field(default_factory=list)
     template_id: str = UNKNOWN_TEMPLATE
+    reconcile: bool = False  # ask the reconciler to read this inquiry from Persona's API
 
 
 def reachable(before: str, after: str) -> bool:
@@ -237,7 +240,7 @@ def apply_webhook(view: InquiryView, event: WebhookEvent, now: datetime, config:
     event_id, name = event.event_id, event.name
     created_at = event.data.attributes.created_at
     if any(entry.event_id == event_id for entry in view.audit):
-        _audit(view, event, "duplicate", config)
+        _audit(view, event_id, name, created_at, "duplicate", config)
         outcome.view_changed = True
         outcome.template_id = template_of(view)
         return outcome
@@ -245,32 +248,11 @@ def apply_webhook(view: InquiryView, event: WebhookEvent, now: datetime, config:
     obj = event.object
     note: str | None = None
     if isinstance(obj, InquiryObject):
-        status = obj.attributes.status
         expected = NAME_STATUS.get(name)
-        if expected is not None and expected != status:
+        if expected is not None and expected != obj.attributes.status:
             note = "name-status-mismatch"
-        if status not in view.milestones:
-            view.milestones.append(status)
-            view.milestones.sort(key=lambda s: (LIFECYCLE_RANK.get(s, 99), s))
-            outcome.counts[f"trusted.{status}"] += 1
-        stamp = _stamp(created_at, status, event_id)
-        trusted = view.trusted
-        newer = trusted.created_at is None or trusted.event_id is None
-        if not newer:
-            assert trusted.created_at is not None
-            assert trusted.event_id is not None
-            newer = stamp.key() > _stamp(trusted.created_at, trusted.status, trusted.event_id).key()
-        if newer:
-            if trusted.status is not None and not reachable(trusted.status, status):
-                note = note or "unexpected-transition"
-            _apply_snapshot(trusted, event, obj)
-        _take_identity(trusted, obj, stamp)
-        if status in TRUSTED_COMPLETION:
-            if view.trusted_completion_seen_at is None:
-                view.trusted_completion_seen_at = now
-            if view.trusted_completed_at is None or created_at < view.trusted_completed_at:
-                view.trusted_completed_at = created_at
-        result = "applied" if newer else "stale"
+        result, transition = _apply_inquiry(view, event_id, name, created_at, obj, "webhook", now, outcome)
+        note = note or transition
     else:
         family = _object_family(name, obj.type)
         if family is None:
@@ -291,7 +273,7 @@ def apply_webhook(view: InquiryView, event: WebhookEvent, now: datetime, config:
                 result = "applied"
             else:
                 result = "stale"
-    _audit(view, event, result, config, note)
+    _audit(view, event_id, name, created_at, result, config, note)
     outcome.view_changed = True
     outcome.template_id = template_of(view)
     _measure_start_to_completion(view, outcome)
@@ -301,12 +283,101 @@ def apply_webhook(view: InquiryView, event: WebhookEvent, now: datetime, config:
     return outcome
 
 
-def _apply_snapshot(trusted: TrustedPart, event: WebhookEvent, obj: InquiryObject) -> None:
+API_EVENT_NAME = "api.inquiry"
+"""The event name an API snapshot goes by in the audit trail and a record's cause."""
+
+
+def apply_api_snapshot(view: InquiryView, snapshot: ApiSnapshot, now: datetime, config: Config) -> Outcome:
+    """Apply one read of Persona's API to the view (in place): a trusted snapshot like a webhook's.
+
+    It is ordered with the webhooks' snapshots by ``observed_at`` (the same key, the snapshot id in
+    the place of the event id), so it never rolls back a newer webhook; a repeated snapshot id changes
+    nothing. Audit entry, trusted part and record say ``source: api``.
+    """
+    outcome = Outcome()
+    event_id, created_at = snapshot.snapshot_id, snapshot.observed_at
+    if any(entry.event_id == event_id for entry in view.audit):
+        _audit(view, event_id, API_EVENT_NAME, created_at, "duplicate", config, source="api")
+        outcome.view_changed = True
+        outcome.template_id = template_of(view)
+        return outcome
+    attributes = snapshot.inquiry.attributes
+    finished = _timestamp(attributes.completed_at) or _timestamp(attributes.failed_at)
+    completed = finished if finished is not None and finished <= created_at else None
+    result, note = _apply_inquiry(
+        view, event_id, API_EVENT_NAME, created_at, snapshot.inquiry, "api", now, outcome, completed
+    )
+    _audit(view, event_id, API_EVENT_NAME, created_at, result, config, note, source="api")
+    outcome.view_changed = True
+    outcome.template_id = template_of(view)
+    _measure_start_to_completion(view, outcome)
+    _refresh_flags(view, now, config, outcome)
+    _publish(view, outcome, Trigger(source="api", at=created_at, event_id=event_id))
+    view.updated_at = now
+    return outcome
+
+
+def _apply_inquiry(
+    view: InquiryView,
+    event_id: str,
+    name: str,
+    created_at: datetime,
+    obj: InquiryObject,
+    source: TrustedSource,
+    now: datetime,
+    outcome: Outcome,
+    completed: datetime | None = None,
+) -> tuple[str, str | None]:
+    """One trusted inquiry snapshot: milestones, identity, completion, and the status if it is the newest.
+
+    ``completed`` is when the inquiry completed, if the snapshot says (an API read: its
+    ``completed-at``); else the snapshot's own time (a webhook's ``created-at``)."""
+    status = obj.attributes.status
+    note: str | None = None
+    if status not in view.milestones:
+        view.milestones.append(status)
+        view.milestones.sort(key=lambda s: (LIFECYCLE_RANK.get(s, 99), s))
+        outcome.counts[f"trusted.{status}"] += 1
+    stamp = _stamp(created_at, status, event_id)
+    trusted = view.trusted
+    newer = trusted.created_at is None or trusted.event_id is None
+    if not newer:
+        assert trusted.created_at is not None
+        assert trusted.event_id is not None
+        newer = stamp.key() > _stamp(trusted.created_at, trusted.status, trusted.event_id).key()
+    if newer:
+        if trusted.status is not None and not reachable(trusted.status, status):
+            note = "unexpected-transition"
+        _apply_snapshot(trusted, event_id, name, created_at, obj, source)
+    _take_identity(trusted, obj, stamp)
+    if status in TRUSTED_COMPLETION:
+        if view.trusted_completion_seen_at is None:
+            view.trusted_completion_seen_at = now
+        completed = completed or created_at
+        if view.trusted_completed_at is None or completed < view.trusted_completed_at:
+            view.trusted_completed_at = completed
+    return ("applied" if newer else "stale"), note
+
+
+def _timestamp(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else None
+
+
+def _apply_snapshot(
+    trusted: TrustedPart, event_id: str, name: str, created_at: datetime, obj: InquiryObject, source: TrustedSource
+) -> None:
     attributes = obj.attributes
     trusted.status = attributes.status
-    trusted.event_id = event.event_id
-    trusted.event_name = event.name
-    trusted.created_at = event.data.attributes.created_at
+    trusted.source = source
+    trusted.event_id = event_id
+    trusted.event_name = name
+    trusted.created_at = created_at
     trusted.decision = attributes.status if attributes.status in DECISIONS else None
     trusted.timestamps = {
         name.replace("_", "-"): value
@@ -316,7 +387,7 @@ def _apply_snapshot(trusted: TrustedPart, event: WebhookEvent, obj: InquiryObjec
     trusted.previous_step_name = attributes.previous_step_name
     trusted.next_step_name = attributes.next_step_name
     trusted.tags = list(attributes.tags)
-    trusted.redacted = attributes.redacted_at is not None or event.name == "inquiry.redacted"
+    trusted.redacted = attributes.redacted_at is not None or name == "inquiry.redacted"
 
 
 def _take_identity(trusted: TrustedPart, obj: InquiryObject, stamp: Stamp) -> None:
@@ -342,15 +413,18 @@ def _object_family(name: str, object_type: str) -> str | None:
     return None
 
 
-def _audit(view: InquiryView, event: WebhookEvent, outcome: str, config: Config, note: str | None = None) -> None:
+def _audit(
+    view: InquiryView,
+    event_id: str,
+    name: str,
+    created_at: datetime,
+    outcome: str,
+    config: Config,
+    note: str | None = None,
+    source: TrustedSource = "webhook",
+) -> None:
     view.audit.append(
-        AuditEntry(
-            event_id=event.event_id,
-            event_name=event.name,
-            created_at=event.data.attributes.created_at,
-            outcome=outcome,
-            note=note,
-        )
+        AuditEntry(event_id=event_id, event_name=name, created_at=created_at, outcome=outcome, note=note, source=source)
     )
     if len(view.audit) > config.audit_limit:
         del view.audit[: len(view.audit) - config.audit_limit]
@@ -482,15 +556,46 @@ def derive_flags(view: InquiryView, now: datetime, config: Config) -> Flags:
 
 
 def next_deadline(view: InquiryView, config: Config) -> datetime | None:
-    """When the flags may change with time alone (for the timer); None if they cannot."""
+    """When the flags may change with time alone, or a reconcile request is due (for the timer);
+    None if neither can happen."""
+    if _reconciling(view, config):
+        assert config.reconcile_interval_seconds is not None
+        last = view.reconcile_requested_at
+        if last is not None:
+            return last + timedelta(seconds=config.reconcile_interval_seconds)
+        return view.updated_at or datetime.min.replace(tzinfo=UTC)  # due at once
     return flags.next_deadline(view, config.awaiting_confirmation_seconds)
 
 
+def reconcile_due(view: InquiryView, now: datetime, config: Config) -> bool:
+    """Whether the timer should ask for a read of Persona's API: ``awaiting_confirmation`` is raised
+    and no request was made in the last reconcile interval (at most ``reconcile_max_requests``)."""
+    if not _reconciling(view, config):
+        return False
+    assert config.reconcile_interval_seconds is not None
+    last = view.reconcile_requested_at
+    return last is None or now - last >= timedelta(seconds=config.reconcile_interval_seconds)
+
+
+def _reconciling(view: InquiryView, config: Config) -> bool:
+    return (
+        config.reconcile_interval_seconds is not None
+        and view.flags.awaiting_confirmation
+        and view.reconcile_requests < config.reconcile_max_requests
+    )
+
+
 def refresh(view: InquiryView, now: datetime, config: Config) -> Outcome:
-    """Re-derive the flags at ``now`` (the timer's entry point); a record if that changed them."""
+    """Re-derive the flags at ``now`` (the timer's entry point); a record if that changed them, and
+    a reconcile request while the trusted completion is overdue (each reconcile interval)."""
     outcome = Outcome(template_id=template_of(view))
     _refresh_flags(view, now, config, outcome)
     _publish(view, outcome, Trigger(source="timer", at=now))
+    if reconcile_due(view, now, config):
+        view.reconcile_requested_at = now
+        view.reconcile_requests += 1
+        outcome.reconcile = True
+        outcome.view_changed = True
     return outcome
 
 

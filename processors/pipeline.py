@@ -35,9 +35,11 @@ from schemas.errors import SchemaError
 from schemas.internal import AnalyticsFact, AnalyticsWindow, SessionBuffer, Tick
 from schemas.records import (
     WEBHOOK_RECEIVED_AT_HEADER,
+    ApiSnapshot,
     CallbackRecord,
     ClientEvent,
     DeadLetter,
+    ReconcileRequest,
     SessionLink,
 )
 from schemas.views import InquiryView
@@ -101,13 +103,19 @@ class Pipeline:
             elif topic == self.topics.webhooks.name:
                 await self._webhook(message, batch)
                 self.metrics.processed("webhook")
+            elif topic == self.topics.api_snapshots.name:
+                self._api_snapshot(message, batch)
+                self.metrics.processed("api-snapshot")
             elif topic == self.ticks_topic:
                 self._deadlines_due(message, batch)
                 self.metrics.processed("tick")
         except OutputError:
             raise
         except SchemaError as exc:  # rejected before it touched any state
-            reason = "webhook-undecodable" if topic == self.topics.webhooks.name else "client-event-invalid"
+            reason = {
+                self.topics.webhooks.name: "webhook-undecodable",
+                self.topics.api_snapshots.name: "api-snapshot-invalid",
+            }.get(topic, "client-event-invalid")
             await self.dead_letter(message, reason, str(exc))
         except Exception as exc:
             log.exception("processing failed at %s[%d]@%d", topic, message.partition, message.offset)
@@ -166,10 +174,18 @@ class Pipeline:
         outcome = correlation.apply_webhook(pending.view, event, datetime.now(UTC), self.config)
         self._gather(pending, message, outcome, received_at)
 
+    def _api_snapshot(self, message: Any, batch: Batch) -> None:
+        snapshot = decode(ApiSnapshot, message.value)
+        key = snapshot.inquiry_id.encode()
+        pending = batch.touch(key, message.tp, self.load_view(key, batch))
+        outcome = correlation.apply_api_snapshot(pending.view, snapshot, datetime.now(UTC), self.config)
+        self._gather(pending, message, outcome, snapshot.observed_at)
+
     def _gather(self, pending: Pending, message: Any, outcome: correlation.Outcome, at: datetime) -> None:
         """What one input does, kept for the end of the batch."""
         pending.inputs.append(message)
         pending.view_changed |= outcome.view_changed
+        pending.reconcile |= outcome.reconcile
         if outcome.status is not None:
             pending.statuses.append(encode(outcome.status))
         if outcome.counts or outcome.durations:
@@ -197,6 +213,10 @@ class Pipeline:
         status_topic = self.topics.inquiry_status.name
         for key, pending, status in batch.statuses():
             await self.output.send(status_topic, key, status, source=pending.source)
+        requests_topic = self.topics.reconcile_requests.name
+        for key, pending in batch.reconcile_requests():
+            request = ReconcileRequest(inquiry_id=key.decode(), reason="awaiting-confirmation", at=datetime.now(UTC))
+            await self.output.send(requests_topic, key, encode(request), source=pending.source)
         for fact_key, summed in batch.fact_sums().items():
             await self._fact(summed.source, fact_key.template_id, summed.at, summed.counts, summed.durations)
 

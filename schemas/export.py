@@ -25,6 +25,7 @@ INPUTS: dict[str, Any] = {
 OUTPUTS: dict[str, Any] = {
     "client-event": records.ClientEvent,
     "status-record": records.StatusRecord,
+    "api-snapshot": records.ApiSnapshot,
     "analytics-record": records.AnalyticsRecord,
     "dead-letter": records.DeadLetter,
     "inquiry-view": views.InquiryView,

@@ -8,6 +8,10 @@ topic                     value
                           learned its inquiry)
 <p>.webhooks              the webhook body exactly as Persona sent it (raw bytes, no envelope);
                           delivery metadata in Kafka headers (:data:`WEBHOOK_HEADERS`)
+<p>.api-snapshots         :class:`ApiSnapshot`: an inquiry as Persona's REST API answered it (a
+                          trusted input, like a verified webhook)
+<p>.reconcile-requests    :class:`ReconcileRequest`: a worker asks the reconciler to read one
+                          inquiry from Persona's API (internal)
 <p>.inquiry-status        :class:`StatusRecord`: one change of what an inquiry's record carries
 <p>.analytics             :class:`AnalyticsRecord`: one window of funnel counts for one template
 <p>.dead-letters          :class:`DeadLetter`: a record that could not be processed, and why
@@ -24,6 +28,7 @@ from typing import Annotated, Literal, get_args
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
 from schemas.callbacks import Callback, InquiryId
+from schemas.webhooks import InquiryObject
 
 SessionId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{8,64}$")]
 """A client session id: chosen by the browser bridge, 8 to 64 URL-safe characters."""
@@ -103,14 +108,19 @@ class SessionLink(_Record):
 ClientEvent = Annotated[CallbackRecord | SessionLink, Field(discriminator="kind")]
 
 
+TrustedSource = Literal["webhook", "api"]
+"""Where a trusted snapshot came from: a verified webhook, or a read of Persona's REST API."""
+
+
 class Cause(BaseModel):
-    """The webhook event whose snapshot set the trusted status."""
+    """The trusted snapshot that set the status: a webhook event, or an API read."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    event_id: str
-    event_name: str
-    created_at: AwareDatetime
+    event_id: str = Field(description="The webhook's event id, or the API snapshot's id (``api_...``).")
+    event_name: str = Field(description="The webhook's event name, or ``api.inquiry`` for an API read.")
+    created_at: AwareDatetime = Field(description="The event's created-at, or when the API read was observed.")
+    source: TrustedSource = "webhook"
 
 
 class Flags(BaseModel):
@@ -155,9 +165,12 @@ class Trigger(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    source: Literal["webhook", "callback", "timer"]
-    at: AwareDatetime = Field(description="The webhook's created-at, the callback's receipt, or the timer's clock.")
-    event_id: str | None = Field(default=None, description="The webhook event (source webhook).")
+    source: Literal["webhook", "api", "callback", "timer"]
+    at: AwareDatetime = Field(
+        description="The webhook's created-at, the API read's observation, the callback's receipt, or the timer's "
+        "clock."
+    )
+    event_id: str | None = Field(default=None, description="The webhook event or API snapshot (source webhook, api).")
     session: str | None = Field(default=None, description="The client session (source callback).")
     seq: int | None = Field(default=None, description="The callback's seq in its session (source callback).")
 
@@ -168,8 +181,8 @@ class StatusRecord(_Record):
 
     A record is published whenever anything it carries changes -- the trusted status, reference id,
     template or milestones, or any flag -- and only then; ``changed`` says what. ``status`` and
-    ``cause`` always come from verified webhooks; flags may also change on a callback or the timer
-    (``trigger``). No record exists before the first inquiry snapshot.
+    ``cause`` always come from Persona -- verified webhooks or reads of its API (``source``); flags
+    may also change on a callback or the timer (``trigger``). No record exists before the first inquiry snapshot.
     """
 
     inquiry_id: InquiryId
@@ -183,7 +196,10 @@ class StatusRecord(_Record):
     milestones: list[str] = Field(
         default_factory=list, description="Every lifecycle status some verified snapshot showed, in lifecycle order."
     )
-    cause: Cause = Field(description="The webhook event whose snapshot set the trusted status.")
+    cause: Cause = Field(description="The trusted snapshot that set the status.")
+    source: TrustedSource = Field(
+        default="webhook", description="Where the trusted status came from: a verified webhook or Persona's API."
+    )
     flags: Flags = Field(default_factory=Flags)
     changed: list[RecordField] = Field(
         default_factory=list, description="What differs from the previous record (everything set, on the first)."
@@ -224,4 +240,32 @@ class DeadLetter(_Record):
     reason: str = Field(description="A stable code, listed in docs/protocol.md.")
     detail: str
     value_b64: str = Field(description="The original value, base64.")
+    at: AwareDatetime
+
+
+ReconcileReason = Literal["awaiting-confirmation", "dead-letter", "on-demand", "backfill"]
+"""Why an inquiry was read from Persona's API."""
+
+
+class ApiSnapshot(_Record):
+    """An inquiry as Persona's REST API answered ``GET /inquiries/{id}``, keyed by inquiry id.
+
+    A trusted input like a verified webhook (the read is authenticated with the customer's own key
+    over TLS). ``observed_at`` orders it against webhooks: the later of the answer's ``Date`` and the
+    object's ``updated-at`` -- the inquiry was like this at least then. ``snapshot_id`` is derived
+    from the inquiry id, its status and its ``updated-at``: the same state read twice is one snapshot.
+    """
+
+    inquiry_id: InquiryId
+    snapshot_id: str = Field(pattern=r"^api_[0-9a-f]{32}$")
+    observed_at: AwareDatetime
+    reason: ReconcileReason
+    inquiry: InquiryObject
+
+
+class ReconcileRequest(_Record):
+    """A worker asks for one inquiry to be read from Persona's API (internal; keyed by inquiry id)."""
+
+    inquiry_id: InquiryId
+    reason: ReconcileReason
     at: AwareDatetime

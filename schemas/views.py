@@ -2,8 +2,8 @@
 
 A view has three parts, and the separation is the point of the project:
 
-* ``trusted`` -- set by verified webhooks only. ``audit`` records every webhook event seen,
-  applied or not, and why.
+* ``trusted`` -- set by Persona only: verified webhooks and reads of Persona's API (``source``).
+  ``audit`` records every webhook event and API snapshot seen, applied or not, and why.
 * ``client`` -- what the browser's callbacks claimed. Hints and analytics; never trusted state.
 * ``flags`` -- derived from both: where they disagree, or look suspicious.
 
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from schemas.records import Flags
+from schemas.records import Flags, TrustedSource
 
 
 class _State(BaseModel):
@@ -47,10 +47,12 @@ class Stamp(_State):
 
 
 class TrustedPart(_State):
-    """The inquiry as the newest verified ``inquiry.*`` webhook described it, plus other objects."""
+    """The inquiry as the newest trusted snapshot described it (a verified ``inquiry.*`` webhook or a
+    read of Persona's API), plus other objects."""
 
     status: str | None = None
-    event_id: str | None = Field(default=None, description="The event whose snapshot set the status.")
+    source: TrustedSource | None = Field(default=None, description="Where the snapshot that set the status came from.")
+    event_id: str | None = Field(default=None, description="The event (or API snapshot) whose snapshot set the status.")
     event_name: str | None = None
     created_at: AwareDatetime | None = Field(default=None, description="That event's created-at.")
     reference_id: str | None = Field(
@@ -71,10 +73,11 @@ class TrustedPart(_State):
 
 
 class AuditEntry(_State):
-    """One webhook event seen for this inquiry, and what it did."""
+    """One webhook event or API snapshot seen for this inquiry, and what it did."""
 
     event_id: str
     event_name: str
+    source: TrustedSource = "webhook"
     created_at: AwareDatetime
     outcome: str = Field(description="applied | stale | duplicate | recorded (no part of the view follows it)")
     note: str | None = Field(
@@ -183,4 +186,8 @@ class InquiryView(_State):
     start_to_trusted_completion: float | None = Field(
         default=None, description="Seconds from the client's start to the trusted completion, once both are known."
     )
+    reconcile_requested_at: AwareDatetime | None = Field(
+        default=None, description="When the timer last asked for this inquiry to be read from Persona's API."
+    )
+    reconcile_requests: int = Field(default=0, description="How often the timer asked for it.")
     updated_at: AwareDatetime | None = None

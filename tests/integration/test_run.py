@@ -16,13 +16,22 @@ import pytest
 
 from persona_stream.localkafka import LocalKafka
 from tests.conftest import DEFAULTS
+from tests.fixtures.persona_api import stand_in_thread
 from tests.integration.workers import free_port
 from tests.nodejs import run_node
 
 pytestmark = pytest.mark.integration
 
 
+API_KEY = "persona_sandbox_run-" + os.urandom(8).hex()
+
+
 def test_run_demo_shows_data_on_the_dashboard_and_ctrl_c_leaves_nothing_behind(tmp_path: Path) -> None:
+    with stand_in_thread() as api:
+        run_demo(tmp_path, api.url)
+
+
+def run_demo(tmp_path: Path, api_url: str) -> None:
     jars = LocalKafka.in_cache(DEFAULTS.cache_dir, 0, 0).jars
     (tmp_path / "jars").mkdir()
     (tmp_path / "jars" / jars.name).symlink_to(jars)
@@ -37,6 +46,9 @@ def test_run_demo_shows_data_on_the_dashboard_and_ctrl_c_leaves_nothing_behind(t
             "PERSONA_STREAM_WORKER_PORT": (worker_port := str(free_port())),
             "PERSONA_STREAM_WORKER_URL": f"http://127.0.0.1:{worker_port}",
             "PERSONA_STREAM_PARTITIONS": "3",
+            # an API key configured: `run` starts a reconciler too (pointed at the stand-in)
+            "PERSONA_STREAM_PERSONA_API_KEY": API_KEY,
+            "PERSONA_STREAM_PERSONA_API_URL": api_url,
         }
     )
     log = (tmp_path / "run.log").open("w")
@@ -53,7 +65,9 @@ def test_run_demo_shows_data_on_the_dashboard_and_ctrl_c_leaves_nothing_behind(t
             dashboard = match.group(1) if match else None
             time.sleep(0.3)
         assert dashboard, (tmp_path / "run.log").read_text()
-        family = {child.pid for child in psutil.Process(process.pid).children(recursive=True)}
+        children = psutil.Process(process.pid).children(recursive=True)
+        family = {child.pid for child in children}
+        assert any("reconciler" in child.cmdline() for child in children), (tmp_path / "run.log").read_text()
         state = json.loads((tmp_path / "broker" / "state.json").read_text())
         family.add(state["pid"])  # the Kafka that `run` started
 
@@ -76,3 +90,4 @@ def test_run_demo_shows_data_on_the_dashboard_and_ctrl_c_leaves_nothing_behind(t
         pid for pid in family if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     ]
     assert leftovers == [], (tmp_path / "run.log").read_text()
+    assert API_KEY not in (tmp_path / "run.log").read_text()

@@ -89,7 +89,7 @@ async def test_worker_metrics_under_load(pipeline: tuple[Gateway, Worker], token
     async def drained() -> bool:
         samples = await asyncio.to_thread(scrape, url)
         inputs = [v for labels, v in samples.get(lag, []) if labels["kind"] == "input"]
-        return len(inputs) == 4 * 3 and all(v == 0 for v in inputs)  # 4 input topics x 3 partitions
+        return len(inputs) == 5 * 3 and all(v == 0 for v in inputs)  # 5 input topics x 3 partitions
 
     await wait_for(drained, timeout=30)
     s = await asyncio.to_thread(scrape, url)
@@ -98,6 +98,7 @@ async def test_worker_metrics_under_load(pipeline: tuple[Gateway, Worker], token
     assert topics == {
         gateway.topics.client_events.name,
         gateway.topics.webhooks.name,
+        gateway.topics.api_snapshots.name,
         gateway.topics.processor_ticks.name,
         gateway.topics.analytics_facts.name,
     }
