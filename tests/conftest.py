@@ -50,17 +50,26 @@ def free_ports(count: int) -> list[int]:
 
 
 def stop_orphaned_brokers(runs: Path) -> None:
-    """Stop the session brokers of earlier runs that were killed before their teardown."""
-    for state_file in runs.glob(f"*/{SESSION_BROKER_DIR}*/broker/state.json"):
-        home = state_file.parent
+    """Stop the session brokers of earlier runs killed before their teardown -- only those whose
+    pytest process is gone: other sessions running at the same time keep theirs."""
+    for owner_file in runs.glob(f"*/{SESSION_BROKER_DIR}*/owner"):
+        home = owner_file.parent / "broker"
         try:
-            pid = int(json.loads(state_file.read_text())["pid"])
+            owner = int(owner_file.read_text())
+            os.kill(owner, 0)
+            continue  # its session is still running
+        except ProcessLookupError:
+            pass
+        except (OSError, ValueError):
+            continue
+        try:
+            pid = int(json.loads((home / "state.json").read_text())["pid"])
             command = Path(f"/proc/{pid}/cmdline").read_bytes()
         except (OSError, ValueError, KeyError, TypeError):
             command = b""
         if str(home).encode() in command:  # that JVM, not a process that reused its pid
             LocalKafka(Path(), home, 0, 0).stop()
-        shutil.rmtree(home, ignore_errors=True)
+        shutil.rmtree(owner_file.parent, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -69,7 +78,9 @@ def session_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKa
     stop_orphaned_brokers(tmp_path_factory.getbasetemp().parent)
     jars = LocalKafka.in_cache(DEFAULTS.cache_dir, 0, 0).jars
     port, controller_port = free_ports(2)
-    kafka = LocalKafka(jars, tmp_path_factory.mktemp(SESSION_BROKER_DIR) / "broker", port, controller_port)
+    directory = tmp_path_factory.mktemp(SESSION_BROKER_DIR)
+    (directory / "owner").write_text(str(os.getpid()))
+    kafka = LocalKafka(jars, directory / "broker", port, controller_port)
     asyncio.run(kafka.start(timeout=120))
     yield kafka
     kafka.stop()

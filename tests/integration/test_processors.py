@@ -419,7 +419,7 @@ async def test_kill_9_during_a_bulk_restore_resumes_it_and_loses_nothing(
         await producer.send(changelog, template.replace(model.encode(), key), key=key, partition=partition_of(key, 3))
     await producer.stop()
 
-    env = worker_env(kafka_bootstrap, unique, STORE="rocksdb")
+    env = worker_env(kafka_bootstrap, unique, STORE="rocksdb", RESTORE_CHECKPOINT_RECORDS=20_000)
     first = Worker(env, tmp_path, "restorer")
     workers.append(first.start())
     from tests.kafkautil import wait_for
