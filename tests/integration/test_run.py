@@ -1,4 +1,5 @@
-"""`persona-stream run --demo` from scratch: its own Kafka, data on the dashboard, Ctrl-C cleans up."""
+"""`persona-stream run --demo` from scratch: its own Kafka, data on the dashboard and no warnings on
+the way, Ctrl-C cleans up."""
 
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ from tests.integration.workers import free_port
 from tests.nodejs import run_node
 
 pytestmark = pytest.mark.integration
+
+NOISE = re.compile(r"WARNING|ERROR|CRITICAL|Error|Traceback")
 
 
 def test_run_demo_shows_data_on_the_dashboard_and_ctrl_c_leaves_nothing_behind(tmp_path: Path) -> None:
@@ -63,6 +66,9 @@ def test_run_demo_shows_data_on_the_dashboard_and_ctrl_c_leaves_nothing_behind(t
         )  # fmt: skip
         assert code == 0, output
         assert time.monotonic() - started < 120
+        # a newcomer's first screen, on a fresh broker: only what matters, no warnings or errors
+        noise = [line for line in (tmp_path / "run.log").read_text().splitlines() if NOISE.search(line)]
+        assert noise == []
     finally:
         process.send_signal(signal.SIGINT)  # Ctrl-C
         try:
