@@ -280,7 +280,14 @@ def _bench(args: argparse.Namespace, settings: Settings) -> int:
         )
         return 2
     bootstrap = asyncio.run(ensure_kafka(settings))
-    return runner.main(bootstrap, args.scenario, smoke=args.smoke, out=Path(args.out), guarantee=args.guarantee)
+    return runner.main(
+        bootstrap,
+        args.scenario,
+        smoke=args.smoke,
+        out=Path(args.out),
+        guarantee=args.guarantee,
+        gateway_processes=args.gateway_processes,
+    )
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
@@ -374,6 +381,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--smoke", action="store_true", help="tiny sizes: checks that they run, measures nothing")
     bench.add_argument("--guarantee", choices=["exactly_once", "at_least_once"], help="the workers' guarantee")
+    bench.add_argument(
+        "--gateway-processes",
+        type=int,
+        default=1,
+        metavar="N",
+        help="processes of the gateway under test (default 1: figures per process; 0: one per core)",
+    )
     bench.add_argument("--out", default="bench/results", help="where to write the JSON results (default bench/results)")
     bench.set_defaults(handler=_bench)
 
