@@ -141,6 +141,7 @@ class Bench:
                 "PERSONA_STREAM_MAX_CONNECTIONS": "20000",
                 "PERSONA_STREAM_RATE_PER_SECOND": "100000",
                 "PERSONA_STREAM_RATE_BURST": "100000",
+                "PERSONA_STREAM_GATEWAY_PROCESSES": "1",  # figures per gateway process, unless told otherwise
                 **self.extra_env,
             }
         )

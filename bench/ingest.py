@@ -17,6 +17,7 @@ from websockets.asyncio.client import connect
 
 from bench.harness import TOKEN_SECRET, Bench, Result, percentile
 from gateway.tokens import TokenAuthority
+from persona_stream.gateways import cores
 from schemas.codec import encode
 from schemas.records import CallbackRecord
 
@@ -113,14 +114,17 @@ async def run(bench: Bench, frames: int = 50_000, connections: int = 50) -> Resu
     finally:
         bench.stop()
     rate = per * connections / elapsed
+    processes = int(bench.env()["PERSONA_STREAM_GATEWAY_PROCESSES"]) or cores()
     raw = await raw_producer(bench, per * connections)
     result = Result("ingest")
     result.figures = {
         "frames": per * connections,
         "connections": connections,
+        "gateway processes": processes,
         "gateway frames/s": rate,
         "raw producer records/s": raw,
         "ratio to raw": round(rate / raw, 3),
+        "ratio to raw per process": round(rate / processes / raw, 3),
         "ack latency p50 ms": percentile(latencies, 50) * 1000,
         "ack latency p99 ms": percentile(latencies, 99) * 1000,
     }

@@ -46,7 +46,10 @@ async def run(
     return results
 
 
-def main(bootstrap: str, names: list[str], *, smoke: bool, out: Path, guarantee: str | None) -> int:
+def main(
+    bootstrap: str, names: list[str], *, smoke: bool, out: Path, guarantee: str | None, gateway_processes: int = 1
+) -> int:
     extra = {"PERSONA_STREAM_PROCESSING_GUARANTEE": guarantee} if guarantee else {}
+    extra["PERSONA_STREAM_GATEWAY_PROCESSES"] = str(gateway_processes)
     asyncio.run(run(bootstrap, names or list(SCENARIOS), smoke=smoke, out=out, extra_env=extra))
     return 0

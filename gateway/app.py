@@ -10,8 +10,8 @@ http_port  POST /v1/webhooks/persona   signed webhooks (``gateway.webhook_receiv
 http_port  GET /v1/inquiries/{id}      one inquiry's view (``gateway.inquiries``)
 http_port  GET /dashboard              the live analytics dashboard (static page)
 http_port  GET /dashboard/vendor/...   the page's charting library (uPlot, vendored)
-http_port  GET /healthz                the process is up
-http_port  GET /readyz                 503 until Kafka is reachable and the status feed caught up
+http_port  GET /healthz                the process is up (and its pid)
+http_port  GET /readyz                 503 until Kafka is reachable and the status feed caught up (and the pid)
 http_port  GET /metrics                Prometheus text format
 =========  ==========================  ======================================================
 
@@ -22,6 +22,10 @@ Handshakes refused before the upgrade get an HTTP status and a code in the body:
 
 :meth:`Gateway.stop` is the graceful shutdown of SIGTERM: refuse new connections, let every ingest
 connection flush and acknowledge what it has in flight, close them with 1001, flush the producer.
+
+With ``reuse_port`` both ports are bound with SO_REUSEPORT, so that several gateway processes share
+them (``persona-stream gateway --processes N``, ``persona_stream.gateways``); each one stays whole
+and stateless, with its own producer and its own readers of the status and analytics topics.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -74,6 +79,7 @@ class Gateway:
     publisher: Publisher
     tokens: TokenAuthority
     metrics: GatewayMetrics = field(default_factory=GatewayMetrics)
+    reuse_port: bool = False
 
     def __post_init__(self) -> None:
         s = self.settings
@@ -139,6 +145,7 @@ class Gateway:
             ping_interval=s.ping_interval_seconds,
             ping_timeout=s.ping_timeout_seconds,
             server_header="persona-stream",
+            reuse_port=self.reuse_port,
         )
         self.ws_port = self._ws_server.sockets[0].getsockname()[1]
         app = web.Application(client_max_size=s.webhook_max_bytes + 1)
@@ -154,7 +161,7 @@ class Gateway:
         )
         self._http_runner = EdgeAppRunner(app, edge, access_log=None)
         await self._http_runner.setup()
-        site = web.TCPSite(self._http_runner, s.host, s.http_port)
+        site = web.TCPSite(self._http_runner, s.host, s.http_port, reuse_port=self.reuse_port or None)
         await site.start()
         server = site._server
         assert server is not None
@@ -193,6 +200,14 @@ class Gateway:
         await self.reader.close()
         await self.publisher.stop()
 
+    def summary(self) -> str:
+        """What this process served, for the line it prints when it stops."""
+        m = self.metrics
+        return (
+            f"gateway pid {os.getpid()}: served {m.total(m.connections_opened)} websocket connections, "
+            f"{m.total(m.webhooks, outcome='accepted')} webhooks accepted"
+        )
+
     # --- websockets --------------------------------------------------------------------------
 
     def _admit(self, connection: ServerConnection, request: Request) -> Response | None:
@@ -218,6 +233,7 @@ class Gateway:
         route = self.ws_routes[connection.request.path.split("?", 1)[0]]
         endpoint = connection.request.path.split("?", 1)[0]
         gauge = self.metrics.open_connections.labels(endpoint)
+        self.metrics.connections_opened.labels(endpoint).inc()
         gauge.inc()
         try:
             await route(connection)
@@ -293,7 +309,7 @@ class Gateway:
         app.router.add_get("/metrics", self._metrics)
 
     async def _healthz(self, request: web.Request) -> web.Response:
-        return web.json_response({"status": "ok"})
+        return web.json_response({"status": "ok", "pid": os.getpid()})
 
     async def _readyz(self, request: web.Request) -> web.Response:
         caught_up = self.status_feed.caught_up.is_set()
@@ -302,6 +318,7 @@ class Gateway:
                 "status": "ready" if self.ready else "unavailable",
                 "kafka": self.publisher.healthy,
                 "statuses": caught_up,
+                "pid": os.getpid(),
             },
             status=200 if self.ready else 503,
         )
@@ -329,8 +346,11 @@ class Gateway:
         return web.Response(body=self.metrics.render(), content_type="text/plain", charset="utf-8")
 
 
-def create_gateway(settings: Settings, publisher: Publisher | None = None) -> Gateway:
-    """A gateway wired to the real Kafka publisher (``publisher`` only for unit tests)."""
+def create_gateway(settings: Settings, publisher: Publisher | None = None, *, reuse_port: bool = False) -> Gateway:
+    """A gateway wired to the real Kafka publisher (``publisher`` only for unit tests).
+
+    ``reuse_port``: bind with SO_REUSEPORT, to share the ports with the other gateway processes.
+    """
     from gateway.publisher import KafkaPublisher
 
     if settings.token_secret is None:
@@ -345,4 +365,4 @@ def create_gateway(settings: Settings, publisher: Publisher | None = None) -> Ga
             watch_topics=(plan.client_events.name, plan.webhooks.name),
         )
     tokens = TokenAuthority(settings.token_secret.get_secret_value().encode())
-    return Gateway(settings, publisher, tokens, metrics)
+    return Gateway(settings, publisher, tokens, metrics, reuse_port=reuse_port)

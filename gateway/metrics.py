@@ -54,10 +54,25 @@ class GatewayMetrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
             registry=self.registry,
         )
+        self.connections_opened = Counter(
+            "persona_stream_connections_opened", "Websocket connections accepted, by endpoint.", ["endpoint"],
+            registry=self.registry,
+        )  # fmt: skip
         self.open_connections = Gauge(
             "persona_stream_open_connections", "Open websocket connections, by endpoint.", ["endpoint"],
             registry=self.registry,
         )  # fmt: skip
+
+    def total(self, counter: Counter, **labels: str) -> int:
+        """A labelled counter's sum over the label values matching ``labels``."""
+        return int(
+            sum(
+                sample.value
+                for metric in counter.collect()
+                for sample in metric.samples
+                if sample.name.endswith("_total") and all(sample.labels.get(k) == v for k, v in labels.items())
+            )
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

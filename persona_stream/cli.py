@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 import sys
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
@@ -157,14 +158,28 @@ def run_event_loop(main: Coroutine[Any, Any, None], loop: str) -> None:
         asyncio.run(main)
 
 
-async def run_until_signalled(start: Callable[[], Awaitable[None]], stop: Callable[[], Awaitable[None]]) -> None:
-    """Start, wait for SIGINT or SIGTERM, stop."""
+async def run_until_signalled(
+    start: Callable[[], Awaitable[None]], stop: Callable[[], Awaitable[None]], lifeline: socket.socket | None = None
+) -> None:
+    """Start, wait for SIGINT or SIGTERM (or for the parent's end of ``lifeline`` to close), stop."""
     signalled = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, signalled.set)
+    if lifeline is not None:
+        lifeline.setblocking(False)
+
+        def parent_gone() -> None:
+            with contextlib.suppress(BlockingIOError):
+                if not lifeline.recv(16):
+                    loop.remove_reader(lifeline.fileno())
+                    signalled.set()
+
+        loop.add_reader(lifeline.fileno(), parent_gone)
     try:
         await start()
+        if lifeline is not None:
+            lifeline.send(b"ready\n")
         await signalled.wait()
     finally:
         await stop()
@@ -172,19 +187,37 @@ async def run_until_signalled(start: Callable[[], Awaitable[None]], stop: Callab
 
 def _gateway(args: argparse.Namespace, settings: Settings) -> int:
     from gateway.app import create_gateway
+    from persona_stream.gateways import GatewayProcesses, cores
 
-    async def run() -> None:
-        if settings.uses_local_kafka:
+    lifeline = None if args.lifeline is None else socket.socket(fileno=args.lifeline)
+    processes = args.processes if args.processes is not None else settings.gateway_processes
+    if processes < 0:
+        print("persona-stream: --processes must be 0 (one per core) or more", file=sys.stderr)
+        return 2
+    processes = processes or cores()
+    if lifeline is None and settings.uses_local_kafka:
+
+        async def prepare() -> None:
             bootstrap = await ensure_kafka(settings)
             await create_topics(bootstrap, TopicPlan.from_settings(settings).all())
-        gateway = create_gateway(settings)
+
+        asyncio.run(prepare())
+    if processes > 1:
+        return GatewayProcesses(settings, processes, log_level=args.log_level).run()
+
+    async def run() -> None:
+        gateway = create_gateway(settings, reuse_port=lifeline is not None)
 
         async def start() -> None:
             await gateway.start()
-            host = settings.host
-            print(f"gateway: ws://{host}:{gateway.ws_port}/v1/client  http://{host}:{gateway.http_port}", flush=True)
+            if lifeline is None:
+                host = settings.host
+                print(
+                    f"gateway: ws://{host}:{gateway.ws_port}/v1/client  http://{host}:{gateway.http_port}", flush=True
+                )
 
-        await run_until_signalled(start, gateway.stop)
+        await run_until_signalled(start, gateway.stop, lifeline)
+        print(f"{gateway.summary()}; drained", flush=True)
 
     run_event_loop(run(), settings.event_loop)
     return 0
@@ -249,7 +282,14 @@ def _bench(args: argparse.Namespace, settings: Settings) -> int:
         )
         return 2
     bootstrap = asyncio.run(ensure_kafka(settings))
-    return runner.main(bootstrap, args.scenario, smoke=args.smoke, out=Path(args.out), guarantee=args.guarantee)
+    return runner.main(
+        bootstrap,
+        args.scenario,
+        smoke=args.smoke,
+        out=Path(args.out),
+        guarantee=args.guarantee,
+        gateway_processes=args.gateway_processes,
+    )
 
 
 def _no_api_key(command: str) -> int:
@@ -426,6 +466,15 @@ def build_parser() -> argparse.ArgumentParser:
     gateway = commands.add_parser(
         "gateway", help="run the gateway: websocket ingest, webhook receiver, health and metrics"
     )
+    gateway.add_argument(
+        "--processes",
+        type=int,
+        metavar="N",
+        help="gateway processes sharing the ports through SO_REUSEPORT, each serving its own connections; "
+        "a child that dies is replaced (default PERSONA_STREAM_GATEWAY_PROCESSES; 0: one per core; "
+        "1: this process only)",
+    )
+    gateway.add_argument("--lifeline", type=int, help=argparse.SUPPRESS)  # a child's socket to its parent
     gateway.set_defaults(handler=_gateway)
 
     worker = commands.add_parser(
@@ -494,6 +543,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--smoke", action="store_true", help="tiny sizes: checks that they run, measures nothing")
     bench.add_argument("--guarantee", choices=["exactly_once", "at_least_once"], help="the workers' guarantee")
+    bench.add_argument(
+        "--gateway-processes",
+        type=int,
+        default=1,
+        metavar="N",
+        help="processes of the gateway under test (default 1: figures per process; 0: one per core)",
+    )
     bench.add_argument("--out", default="bench/results", help="where to write the JSON results (default bench/results)")
     bench.set_defaults(handler=_bench)
 

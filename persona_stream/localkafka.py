@@ -3,7 +3,8 @@
 No Docker and no look-alike: the official ``kafka_2.13`` jars are fetched from Maven Central by
 Maven, cached outside the repository, and run as one JVM that is both broker and controller.
 The broker outlives the command that started it; a later ``start`` finds it through the state
-file and reuses it. Readiness is a real produce/consume round trip, not an open port.
+file and reuses it. Readiness is a real produce/consume round trip and both coordinators (group and transaction)
+answering, not an open port.
 
 Layout under ``Settings.cache_dir``::
 
@@ -45,6 +46,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.client import AIOKafkaClient, CoordinationType
 
 from persona_stream.topics import ensure_topic
 
@@ -55,6 +57,8 @@ LOG4J_VERSION = "2.24.3"
 """Kafka 4.1.1's own log4j2 version (the POM does not pull a logging backend)."""
 
 READY_TOPIC = "__persona_stream_ready"
+READY_KEY = "persona-stream-ready"
+"""The group id and the transactional id whose coordinators ``wait_ready`` looks up."""
 
 
 class LocalKafkaError(Exception):
@@ -414,10 +418,14 @@ def _reap(pid: int) -> None:
 
 
 async def wait_ready(bootstrap_servers: str, timeout: float, replication_factor: int = 1) -> None:
-    """Return once a record produced with acks=all can be consumed back, or raise not-ready.
+    """Return once a record produced with acks=all can be consumed back and the group and the
+    transaction coordinators answer, or raise not-ready.
 
     On a cluster, the round-trip topic has ``replication_factor`` replicas: it can only be
-    created once that many brokers have registered.
+    created once that many brokers have registered. On a fresh broker the first look-up of a
+    coordinator creates ``__consumer_offsets`` or ``__transaction_state``; doing it here, and
+    waiting until both answer, spares the first worker a burst of ``GroupCoordinatorNotAvailable``
+    errors that only mean "not yet".
     """
     deadline = time.monotonic() + timeout
     last_error: BaseException | None = None
@@ -442,6 +450,7 @@ async def _round_trip(bootstrap_servers: str, replication_factor: int) -> None:
         sent = await producer.send_and_wait(READY_TOPIC, token, partition=0)
     finally:
         await producer.stop()
+    await _coordinators(bootstrap_servers)
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False)
     await consumer.start()
     try:
@@ -453,3 +462,14 @@ async def _round_trip(bootstrap_servers: str, replication_factor: int) -> None:
             raise LocalKafkaError("not-ready", "round trip returned another record")
     finally:
         await consumer.stop()
+
+
+async def _coordinators(bootstrap_servers: str) -> None:
+    """Raise until the group and the transaction coordinators are known (FindCoordinator, quietly)."""
+    client = AIOKafkaClient(bootstrap_servers=bootstrap_servers)
+    await client.bootstrap()
+    try:
+        for kind in (CoordinationType.GROUP, CoordinationType.TRANSACTION):
+            await client.coordinator_lookup(kind, READY_KEY)
+    finally:
+        await client.close()

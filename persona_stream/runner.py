@@ -7,12 +7,14 @@ handled here, in order: simulator, gateway (flushes and acknowledges what is in 
 reconciler, worker (commits), then the Kafka this command started. Nothing is left running.
 
 Without ``PERSONA_STREAM_TOKEN_SECRET`` / ``PERSONA_STREAM_WEBHOOK_SECRETS`` it makes throwaway
-secrets for this run and prints how to use them.
+secrets for this run and prints how to use them. Without ``PERSONA_STREAM_ALLOWED_ORIGINS``, on a
+loopback ``host`` websockets are allowed from the dashboard's own origin only.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import secrets
 import signal
@@ -24,10 +26,14 @@ import urllib.request
 from dataclasses import dataclass, field
 
 from gateway.tokens import TokenAuthority
+from persona_stream.gateways import cores
 from persona_stream.localcluster import LocalKafkaCluster
 from persona_stream.localkafka import KAFKA_VERSION
 from persona_stream.settings import Settings
 from persona_stream.topics import TopicPlan, create_topics
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
 
 
 @dataclass
@@ -82,6 +88,10 @@ class Runner:
         if not self.settings.webhook_secrets:
             env["PERSONA_STREAM_WEBHOOK_SECRETS"] = "wbhsec_" + secrets.token_urlsafe(24)
             print("using a throwaway webhook secret for this run (set PERSONA_STREAM_WEBHOOK_SECRETS to Persona's)")
+        if "PERSONA_STREAM_ALLOWED_ORIGINS" not in env and self.settings.host in LOOPBACK:
+            # the dashboard's own origin: on this machine only, nothing else needs to open websockets
+            port = self.settings.http_port
+            env["PERSONA_STREAM_ALLOWED_ORIGINS"] = ",".join(f"http://{host}:{port}" for host in LOOPBACK_NAMES)
         return env
 
     def _spawn(self, name: str, command: list[str], env: dict[str, str]) -> None:
@@ -93,7 +103,11 @@ class Runner:
         self.children.append((name, process))
 
     def _wait_ready(self, timeout: float) -> bool:
+        """Until every gateway process has answered ``/readyz`` with 200 (each new connection
+        reaches one of them, as the kernel picks)."""
         url = f"http://{self.settings.host}:{self.settings.http_port}/readyz"
+        processes = self.settings.gateway_processes or cores()
+        ready: set[int] = set()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and not self.stopping:
             if any(process.poll() is not None for _, process in self.children):
@@ -101,7 +115,11 @@ class Runner:
             try:
                 with urllib.request.urlopen(url, timeout=2) as response:
                     if response.status == 200:
-                        return True
+                        ready.add(int(json.loads(response.read())["pid"]))
+                        if len(ready) >= processes:
+                            return True
+                        time.sleep(0.05)
+                        continue
             except (urllib.error.URLError, OSError):
                 pass
             time.sleep(0.3)

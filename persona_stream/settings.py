@@ -116,6 +116,13 @@ class Settings(BaseSettings):
         default=300.0, gt=0, description="An ingest connection silent for this long is closed."
     )
     auth_timeout_seconds: float = Field(default=10.0, gt=0, description="Time allowed for the first (auth) frame.")
+    gateway_processes: int = Field(
+        default=0,
+        ge=0,
+        le=256,
+        description="Gateway processes sharing the two ports (SO_REUSEPORT), each serving its own connections; "
+        "0: one per core. `persona-stream gateway --processes` overrides it.",
+    )
     ws_compression: bool = Field(
         default=False, description="Offer permessage-deflate (costs CPU; callback frames are small)."
     )

@@ -25,14 +25,18 @@ expose tables, statistics and the cluster's topology are turned off.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from datetime import UTC, datetime
 from typing import Any
 
+from mode.utils.times import want_seconds
+
 from gateway.tokens import TokenAuthority, TokenError
 from persona_stream.settings import Settings
-from persona_stream.topics import TopicPlan
+from persona_stream.topics import TopicPlan, TopicSpec, create_topics
+from processors import retries
 from processors.analytics import WindowConfig
 from processors.correlation import Config
 from processors.metrics import WorkerMetrics, install
@@ -192,6 +196,28 @@ def create_app(settings: Settings) -> tuple[WorkerApp, Pipeline]:
     return app, pipeline
 
 
+def changelog_topics(app: WorkerApp, settings: Settings) -> list[TopicSpec]:
+    """The tables' changelog topics as faust would create them (same name, partitions, policy).
+
+    Created with the topic plan before the worker starts: faust would create them itself, but its
+    consumer asks for their metadata at once, and on a fresh broker each new topic then costs an
+    error line ("not found in cluster metadata") before it appears.
+    """
+    specs = []
+    for table in app.tables.values():
+        topic = table.changelog_topic
+        policy = [name for name, on in (("compact", topic.compacting), ("delete", topic.deleting)) if on]
+        config = {str(k): str(v) for k, v in (topic.config or {}).items()}
+        if policy:
+            config["cleanup.policy"] = ",".join(sorted(policy))
+        if topic.retention:
+            config["retention.ms"] = str(int(want_seconds(topic.retention) * 1000))
+        name = topic.get_topic_name()
+        specs.append(TopicSpec(name, "table key", topic.partitions or settings.partitions,
+                               settings.replication_factor, config, internal=True))  # fmt: skip
+    return specs
+
+
 def _stop_now() -> None:
     """Kafka refused a write: stop without committing anything, so that the open transaction is
     aborted and the replacement worker resumes from the last commit (crash-only, like ``kill -9``)."""
@@ -202,7 +228,10 @@ def _stop_now() -> None:
 
 def run_worker(settings: Settings, loglevel: str = "warning") -> None:
     """Run one worker until SIGINT or SIGTERM (blocking)."""
-    app, _ = create_app(settings)
+    app, pipeline = create_app(settings)
+    asyncio.run(create_topics(settings.bootstrap_servers(), changelog_topics(app, settings)))
+    if settings.processing_guarantee == "exactly_once":
+        retries.install(pipeline.metrics.produce_retried)  # every producer here is transactional
     worker = Worker(app, loglevel=loglevel.upper(), quiet=True, redirect_stdouts=False)
     # mode warns whenever a commit takes longer than the commit interval; at 0.1 s that is routine
     logging.getLogger("mode.timers").setLevel(logging.ERROR)

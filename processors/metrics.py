@@ -16,6 +16,8 @@ metric                                                 what
 ``persona_stream_worker_state_inquiries``              inquiries held in this worker's tables
 ``persona_stream_worker_state_bytes``                  bytes of their stored values
 ``persona_stream_worker_dead_letters_total``           records sent to dead letters, by ``reason``
+``persona_stream_worker_produce_retries_total``        transactional writes the broker asked to
+                                                       retry (``processors.retries``)
 =====================================================  ==========================================
 
 Lag is Kafka's own consumer lag (``records-lag``): the partition's end offset (the last stable
@@ -93,6 +95,11 @@ class WorkerMetrics:
             "persona_stream_worker_dead_letters", "Records sent to the dead-letter topic, by reason.", ["reason"],
             registry=r,
         )  # fmt: skip
+        self._produce_retries = Counter(
+            "persona_stream_worker_produce_retries",
+            "Transactional writes the broker asked to retry (NOT_ENOUGH_REPLICAS while verifying the transaction).",
+            registry=r,
+        )
         self._restore_started: float | None = None
         self._lag_labels: dict[str, set[tuple[str, int]]] = {}
 
@@ -100,6 +107,9 @@ class WorkerMetrics:
 
     def processed(self, kind: str) -> None:
         self._processed.labels(kind).inc()
+
+    def produce_retried(self) -> None:
+        self._produce_retries.inc()
 
     def dead_letter(self, reason: str) -> None:
         self._dead_letters.labels(reason).inc()

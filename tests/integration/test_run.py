@@ -1,4 +1,5 @@
-"""`persona-stream run --demo` from scratch: its own Kafka, data on the dashboard, Ctrl-C cleans up."""
+"""`persona-stream run --demo` from scratch: its own Kafka, data on the dashboard and no warnings on
+the way, Ctrl-C cleans up."""
 
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ from tests.integration.workers import free_port
 from tests.nodejs import run_node
 
 pytestmark = pytest.mark.integration
+
+NOISE = re.compile(r"WARNING|ERROR|CRITICAL|Error|Traceback")
 
 
 API_KEY = "persona_sandbox_run-" + os.urandom(8).hex()
@@ -77,6 +80,9 @@ def run_demo(tmp_path: Path, api_url: str) -> None:
         )  # fmt: skip
         assert code == 0, output
         assert time.monotonic() - started < 120
+        # a newcomer's first screen, on a fresh broker: only what matters, no warnings or errors
+        noise = [line for line in (tmp_path / "run.log").read_text().splitlines() if NOISE.search(line)]
+        assert noise == []
     finally:
         process.send_signal(signal.SIGINT)  # Ctrl-C
         try:

@@ -3,6 +3,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -103,3 +104,24 @@ def test_a_worker_on_a_faust_version_it_was_not_written_for_refuses_to_start(tmp
     assert done.returncode == 2
     assert "written against faust-streaming 0.15.3, but faust-streaming 0.16.0 is installed" in done.stderr
     assert "[unsupported-version]" in done.stderr
+
+
+def test_gateway_processes_refuse_a_port_another_program_listens_on(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        monkeypatch.setenv("PERSONA_STREAM_KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:1")  # never reached
+        monkeypatch.setenv("PERSONA_STREAM_TOKEN_SECRET", SECRET)
+        monkeypatch.setenv("PERSONA_STREAM_WS_PORT", str(port))
+        assert main(["gateway", "--processes", "2"]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot listen on 127.0.0.1:{port}" in err
+    assert "[port-in-use]" in err
+
+
+def test_gateway_processes_must_not_be_negative(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["gateway", "--processes", "-1"]) == 2
+    assert "--processes must be 0 (one per core) or more" in capsys.readouterr().err
