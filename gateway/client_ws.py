@@ -1,8 +1,10 @@
 """``/v1/client``: the ingest websocket, the I/O around :mod:`gateway.ingest`.
 
-The connection authenticates with its first frame, then streams callback frames. Each frame is
-written to Kafka in a task of its own (at most ``max_inflight_frames`` at once; beyond, reading
-pauses and TCP pushes back on the client) and acknowledged, cumulatively, once Kafka has it.
+The connection authenticates with its first frame, then streams callback frames. The frames read
+in one go (those already received when the reader next waits) form a write batch: one task and one
+deadline write the batch to Kafka, not one per frame. At most ``max_inflight_frames`` frames are
+being written at once (beyond, reading pauses and TCP pushes back on the client); each is
+acknowledged, cumulatively, once Kafka has it.
 
 Tokens on an open connection (:class:`Lease`): ``ready`` announces the token's ``expires_at``; at
 that moment the gateway closes the connection with 4001 ``token-expired`` -- after flushing and
@@ -166,6 +168,8 @@ class IngestHandler:
         self.inflight = asyncio.Semaphore(max_inflight)
         self.tracker = AckTracker()
         self.writes: set[asyncio.Task[None]] = set()
+        self.batch: list[tuple[Write, list[Any]]] = []
+        """Frames read but not yet handed to Kafka; the task of :meth:`_write_batch` takes them all."""
         self.failed = False
         self.reader: asyncio.Task[None] | None = None
         self.flusher: asyncio.Task[None] | None = None
@@ -210,7 +214,8 @@ class IngestHandler:
     async def _read(self, core: IngestConnection, lease: Lease) -> None:
         while not self.failed:
             try:
-                message = await asyncio.wait_for(self.connection.recv(), self.idle_timeout)
+                async with asyncio.timeout(self.idle_timeout):  # a timer, not a task per frame
+                    message = await self.connection.recv()
             except TimeoutError:
                 await close(self.connection, 1000, "idle-timeout", self.metrics)
                 return
@@ -220,10 +225,11 @@ class IngestHandler:
             decision = core.receive(message, time.monotonic(), datetime.now(UTC))
             if isinstance(decision, Write):
                 await self.inflight.acquire()
-                entry = self.tracker.add(decision.session, decision.seq)
-                task = asyncio.create_task(self._write(decision, entry))
-                self.writes.add(task)
-                task.add_done_callback(self.writes.discard)
+                self.batch.append((decision, self.tracker.add(decision.session, decision.seq)))
+                if len(self.batch) == 1:  # a new batch: written once this reader waits for the network
+                    task = asyncio.create_task(self._write_batch())
+                    self.writes.add(task)
+                    task.add_done_callback(self.writes.discard)
             elif isinstance(decision, Refresh):
                 answer = lease.refresh(decision.token)
                 core.claims = lease.claims
@@ -244,9 +250,11 @@ class IngestHandler:
                 await close(self.connection, decision.code, decision.reason, self.metrics)
                 return
 
-    async def _write(self, decision: Write, entry: list[Any]) -> None:
+    async def _write_batch(self) -> None:
+        batch, self.batch = self.batch, []
+        topic = self.topics.client_events.name
         try:
-            messages = [Message(self.topics.client_events.name, r.key().encode(), encode(r)) for r in decision.records]
+            messages = [Message(topic, r.key().encode(), encode(r)) for write, _ in batch for r in write.records]
             await self.publisher.send(messages)
         except PublishError:
             if not self.failed:
@@ -254,9 +262,11 @@ class IngestHandler:
                 await close(self.connection, 1013, "kafka-unavailable", self.metrics)
             return
         finally:
-            self.inflight.release()
-        self.recent.add((decision.subject, decision.session, decision.seq))
-        self.tracker.complete(entry)
+            for _ in batch:
+                self.inflight.release()
+        for write, entry in batch:
+            self.recent.add((write.subject, write.session, write.seq))
+            self.tracker.complete(entry)
         self._request_flush()
 
     async def _reject(self, error: ErrorFrame, *, final: bool) -> None:

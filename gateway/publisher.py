@@ -150,13 +150,18 @@ class KafkaPublisher:
         if producer is None or not self._healthy:
             raise PublishError("Kafka is unavailable")
         started = time.perf_counter()
+        futures: list[asyncio.Future[Any]] = []
         try:
-            futures = [
-                await asyncio.wait_for(producer.send(m.topic, m.value, key=m.key, headers=m.headers), self._timeout)
-                for m in messages
-            ]
-            await asyncio.wait_for(asyncio.gather(*futures), self._timeout)
+            for m in messages:
+                # waits only while the producer's buffer is full; aiokafka bounds that wait by
+                # request_timeout_ms (the same timeout) and raises KafkaTimeoutError
+                futures.append(await producer.send(m.topic, m.value, key=m.key, headers=m.headers))
+            async with asyncio.timeout(self._timeout):  # one deadline for the acks of the whole batch
+                for future in futures:
+                    await future
         except (KafkaError, TimeoutError) as exc:
+            for future in futures:
+                future.cancel()  # nobody waits for them any more
             self._set_healthy(False)
             raise PublishError(f"Kafka did not confirm the write: {exc!r}") from exc
         if self._observe is not None:

@@ -18,8 +18,8 @@ T = TypeVar("T")
 
 
 def encode(model: BaseModel) -> bytes:
-    """A model as compact JSON bytes, with wire names."""
-    return model.model_dump_json(by_alias=True).encode()
+    """A model as compact JSON bytes, with wire names (serialized to bytes once, not to str first)."""
+    return model.__pydantic_serializer__.to_json(model, by_alias=True)
 
 
 def to_jsonable(model: BaseModel) -> dict[str, Any]:

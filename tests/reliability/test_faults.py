@@ -433,7 +433,9 @@ class GatewayProcess:
     """``persona-stream gateway`` as a process of its own, so that it can be ``kill -9``-ed."""
 
     def __init__(self, env: dict[str, str], log: BinaryIO, log_path: Path) -> None:
-        self.env, self.log, self.log_path = env, log, log_path
+        # one process: kill -9 must hit the process that serves (tests/integration/test_gateway_processes.py
+        # covers a child's death under the parent of several)
+        self.env, self.log, self.log_path = {**env, "PERSONA_STREAM_GATEWAY_PROCESSES": "1"}, log, log_path
         self.http = f"http://127.0.0.1:{env['PERSONA_STREAM_HTTP_PORT']}"
         self.process: asyncio.subprocess.Process | None = None
 

@@ -761,7 +761,9 @@ class GatewayProcess:
     """``persona-stream gateway`` as a process of its own, on the ports it chose (port 0)."""
 
     def __init__(self, env: dict[str, str], log_dir: Path) -> None:
-        self.env = {**env, "PERSONA_STREAM_WS_PORT": "0", "PERSONA_STREAM_HTTP_PORT": "0"}
+        # one process: the soak samples the memory of the process that serves
+        self.env = {**env, "PERSONA_STREAM_WS_PORT": "0", "PERSONA_STREAM_HTTP_PORT": "0",
+                    "PERSONA_STREAM_GATEWAY_PROCESSES": "1"}  # fmt: skip
         self.log_path = log_dir / "gateway.log"
         self.process: subprocess.Popen[bytes] | None = None
         self.ws_port = self.http_port = 0
