@@ -224,7 +224,7 @@ class SubscribeHandler:
         if frame.id in self.subscriptions:
             return await self._error(outbox, "duplicate-subscription", "this id is in use", frame.id)
         if len(self.subscriptions) >= self.max_subscriptions:
-            await close(self.connection, 1008, "too-many-subscriptions", self.metrics)
+            await close(self.connection, 1008, "too-many-subscriptions", self.metrics, discard_unread=True)
             return False
         channel = Channel.parse(frame.channel)
         if (code := refusal(claims, channel)) is not None:
@@ -252,7 +252,7 @@ class SubscribeHandler:
         self.metrics.frames_rejected.labels(code).inc()
         self.errors += 1
         if self.errors > self.max_errors:
-            await close(self.connection, 1008, "too-many-errors", self.metrics)
+            await close(self.connection, 1008, "too-many-errors", self.metrics, discard_unread=True)
             return False
         outbox.offer(encode(ErrorFrame(code=code, message=message, id=request_id, field=field)).decode())
         return True
