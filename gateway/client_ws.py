@@ -42,7 +42,7 @@ from gateway.tokens import Claims, Scope, TokenAuthority, TokenError
 from persona_stream.topics import TopicPlan
 from schemas.codec import decode, encode
 from schemas.errors import SchemaError
-from schemas.frames import AckFrame, AuthFrame, ErrorFrame, ReadyFrame, RefreshedFrame
+from schemas.frames import AckFrame, AuthFrame, ClientLimits, ErrorFrame, ReadyFrame, RefreshedFrame
 
 log = logging.getLogger(__name__)
 
@@ -227,12 +227,12 @@ class IngestHandler:
                 connection=str(self.connection.id),
                 subject=claims.subject,
                 scope=claims.scope,
-                limits={
-                    "max_frame_bytes": self.limits.max_frame_bytes,
-                    "rate_per_second": int(self.limits.rate_per_second),
-                    "rate_burst": self.limits.rate_burst,
-                    "max_sessions": self.limits.max_sessions,
-                },
+                limits=ClientLimits(
+                    max_frame_bytes=self.limits.max_frame_bytes,
+                    rate_per_second=self.limits.rate_per_second,
+                    rate_burst=self.limits.rate_burst,
+                    max_sessions=self.limits.max_sessions,
+                ),
                 expires_at=claims.expires_at,
             ),
         )

@@ -14,8 +14,9 @@ subscribe  an inquiry whose *trusted* reference-id is the token's subject, or th
 =====  ======================  ==============================================================
 HTTP   code                    when
 =====  ======================  ==============================================================
-200    --                      the view: ``trusted`` + ``audit`` (verified webhooks),
-                               ``client`` (unverified callbacks), ``flags`` (derived)
+200    --                      the view (:class:`~schemas.views.ViewDocument`): ``trusted`` +
+                               ``audit`` (verified webhooks), ``client`` (unverified callbacks),
+                               ``flags`` (derived) and ``provenance`` (which is which)
 400    invalid-inquiry-id      not an inquiry id
 401    token-*                 no bearer token, or one that does not open this endpoint
 404    not-found               no such inquiry -- or not the caller's (no existence oracle)
@@ -34,18 +35,13 @@ from aiohttp import web
 
 from gateway.tokens import Claims, TokenAuthority, TokenError
 from schemas.callbacks import INQUIRY_ID_PATTERN
-from schemas.codec import decode
+from schemas.codec import decode, to_jsonable
 from schemas.errors import SchemaError
-from schemas.views import InquiryView
+from schemas.views import InquiryView, Provenance
 
 _INQUIRY = re.compile(INQUIRY_ID_PATTERN)
 
-PROVENANCE = {
-    "trusted": "verified Persona webhooks only; version counts the status records published",
-    "audit": "every webhook event seen for this inquiry, and whether it was applied",
-    "client": "the browser's callbacks as received: unverified claims, never trusted",
-    "flags": "derived from both: where the client's word and the server's disagree",
-}
+PROVENANCE = to_jsonable(Provenance())
 
 
 def may_read(claims: Claims, view: InquiryView) -> bool:

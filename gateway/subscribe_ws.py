@@ -28,11 +28,13 @@ from gateway.tokens import Claims, TokenAuthority
 from schemas.codec import decode, encode
 from schemas.errors import SchemaError
 from schemas.frames import (
+    AnalyticsLimits,
     ErrorFrame,
     ReadyFrame,
     RefreshFrame,
     SubscribedFrame,
     SubscribeFrame,
+    SubscribeLimits,
     UnsubscribeFrame,
 )
 from schemas.records import AnalyticsRecord, StatusRecord
@@ -178,7 +180,7 @@ class SubscribeHandler:
                     connection=str(self.connection.id),
                     subject=claims.subject,
                     scope=claims.scope,
-                    limits={"max_subscriptions": self.max_subscriptions, "queue_size": self.queue_size},
+                    limits=SubscribeLimits(max_subscriptions=self.max_subscriptions, queue_size=self.queue_size),
                     expires_at=claims.expires_at,
                 )
             ).decode()
@@ -236,10 +238,9 @@ class SubscribeHandler:
         start = plan(claims, channel, frame.since, self.hub.cache)
         subscription.versions = dict(start.versions)
         self.subscriptions[frame.id] = subscription
-        snapshot = [orjson.loads(encode(record)) for record in start.snapshot]
         outbox.offer(
             encode(
-                SubscribedFrame(id=frame.id, channel=frame.channel, recovered=start.recovered, snapshot=snapshot)
+                SubscribedFrame(id=frame.id, channel=frame.channel, recovered=start.recovered, snapshot=start.snapshot)
             ).decode()
         )
         for record in start.replay:
@@ -304,7 +305,7 @@ async def serve_analytics(
                 connection=str(connection.id),
                 subject=claims.subject,
                 scope=claims.scope,
-                limits={"queue_size": queue_size},
+                limits=AnalyticsLimits(queue_size=queue_size),
                 expires_at=claims.expires_at,
             )
         ).decode()

@@ -8,6 +8,8 @@ A view has three parts, and the separation is the point of the project:
 * ``flags`` -- derived from both: where they disagree, or look suspicious.
 
 ``version`` counts the status records published; ``published`` is what the last one carried.
+``GET /v1/inquiries/{id}`` answers a :class:`ViewDocument`: the view plus its ``provenance``, a
+line per part saying where it comes from.
 
 Unlike the other wire models these are mutable: the correlation core owns exactly one view per
 inquiry and updates it in place for every event (copying a nested frozen model per event would
@@ -184,3 +186,18 @@ class InquiryView(_State):
         default=None, description="Seconds from the client's start to the trusted completion, once both are known."
     )
     updated_at: AwareDatetime | None = None
+
+
+class Provenance(_State):
+    """Where each part of a view comes from, in words, beside the view a client reads."""
+
+    trusted: str = "verified Persona webhooks only; version counts the status records published"
+    audit: str = "every webhook event seen for this inquiry, and whether it was applied"
+    client: str = "the browser's callbacks as received: unverified claims, never trusted"
+    flags: str = "derived from both: where the client's word and the server's disagree"
+
+
+class ViewDocument(InquiryView):
+    """The answer of ``GET /v1/inquiries/{id}``: the inquiry's view, and which part is which."""
+
+    provenance: Provenance

@@ -97,7 +97,10 @@ class InquiryObject(_Tolerant):
 class OtherObject(_Tolerant):
     """Any other object (verification, report, case, document, account, ...)."""
 
-    type: Name
+    type: Name = Field(
+        description="Any type but `inquiry`: an inquiry is an InquiryObject, so a payload matches one branch only.",
+        json_schema_extra={"not": {"const": "inquiry"}},
+    )
     id: ObjectId
     attributes: dict[str, JsonValue] = Field(default_factory=dict)
     relationships: dict[str, Relationship] = Field(default_factory=dict)
