@@ -144,7 +144,7 @@ async def test_the_first_frame_must_be_auth(gateway: Gateway) -> None:
 @pytest.mark.parametrize("frame", [{"type": "auth"}, {"type": "auth", "token": None}, {"type": "auth", "token": ""}])
 async def test_an_auth_frame_without_a_token_closes_with_token_missing(gateway: Gateway, frame: dict[str, Any]) -> None:
     client = await Client.open(url(gateway), None)
-    await client.send(frame)
+    await client.send(frame, checked=False)  # not a valid auth frame: its token is required
     assert await client.closed() == (1008, "token-missing")
 
 
