@@ -144,8 +144,16 @@ class ClientPart(_State):
     )
     template_id: str | None = Field(default=None, description="The template the ingest token named.")
     subjects: list[str] = Field(default_factory=list)
-    timeline: list[TimelineEntry] = Field(default_factory=list, description="The latest callbacks, bounded.")
-    steps: list[str] = Field(default_factory=list, description="Funnel steps reached, in first-reached order.")
+    timeline: list[TimelineEntry] = Field(
+        default_factory=list, description="The latest callbacks, bounded, in the order the gateway received them."
+    )
+    steps: list[str] = Field(
+        default_factory=list,
+        description="Funnel steps reached, in first-reached order (when the gateway received the callback).",
+    )
+    step_times: dict[str, AwareDatetime] = Field(
+        default_factory=dict, description="When each step was first reached (the gateway's receipt)."
+    )
     claims: dict[str, SubjectClaims] = Field(default_factory=dict, description="Per token subject.")
     cancels: int = 0
     error_codes: dict[str, int] = Field(default_factory=dict)
