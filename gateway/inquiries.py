@@ -26,20 +26,17 @@ HTTP   code                    when
 
 from __future__ import annotations
 
-import re
 import time
 
 import aiohttp
 import orjson
 from aiohttp import web
 
-from gateway.tokens import Claims, TokenAuthority, TokenError
-from schemas.callbacks import INQUIRY_ID_PATTERN
+from gateway.tokens import Claims, TokenAuthority, TokenError, bearer_token
+from schemas.callbacks import is_inquiry_id
 from schemas.codec import decode, to_jsonable
 from schemas.errors import SchemaError
 from schemas.views import InquiryView, Provenance
-
-_INQUIRY = re.compile(INQUIRY_ID_PATTERN)
 
 PROVENANCE = to_jsonable(Provenance())
 
@@ -70,11 +67,11 @@ class InquiryReader:
     async def handle(self, request: web.Request) -> web.Response:
         header = request.headers.get("Authorization", "")
         try:
-            claims = self.tokens.verify(header.removeprefix("Bearer ").strip() or None, ("subscribe", "firehose"))
+            claims = self.tokens.verify(bearer_token(header), ("subscribe", "firehose"))
         except TokenError as exc:
             return _answer(401, exc.code, str(exc))
         inquiry_id = request.match_info["inquiry_id"]
-        if not _INQUIRY.fullmatch(inquiry_id):
+        if not is_inquiry_id(inquiry_id):
             return _answer(400, "invalid-inquiry-id", "not an inquiry id")
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=self.timeout)

@@ -30,7 +30,7 @@ import os
 from datetime import UTC, datetime
 from typing import Any
 
-from gateway.tokens import TokenAuthority, TokenError
+from gateway.tokens import TokenAuthority, TokenError, bearer_token
 from persona_stream.settings import Settings
 from persona_stream.topics import TopicPlan
 from processors.analytics import WindowConfig
@@ -155,7 +155,7 @@ def create_app(settings: Settings) -> tuple[WorkerApp, Pipeline]:
             return web.json({"code": "views-disabled", "message": "no token secret configured"}, status=503)
         header = request.headers.get("Authorization", "")
         try:
-            tokens.verify(header.removeprefix("Bearer ").strip() or None, ("firehose",))
+            tokens.verify(bearer_token(header), ("firehose",))
         except TokenError as exc:
             return web.json({"code": exc.code, "message": str(exc)}, status=401)
         found = pipeline.view_json(inquiry_id.encode())

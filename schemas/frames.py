@@ -25,14 +25,14 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from schemas.callbacks import Callback, InquiryId
+from schemas.callbacks import INQUIRY_ID_PATTERN, Callback, InquiryId
 from schemas.records import AnalyticsRecord, SessionId, StatusRecord
 
 PROTOCOL_VERSION = 1
 
 Token = Annotated[str, StringConstraints(min_length=1, max_length=4096)]
 RequestId = Annotated[str, StringConstraints(min_length=1, max_length=64)]
-Channel = Annotated[str, StringConstraints(pattern=r"^(inquiry:inq_[A-Za-z0-9_-]{1,100}|mine|all)$")]
+Channel = Annotated[str, StringConstraints(pattern=rf"^(inquiry:{INQUIRY_ID_PATTERN[1:-1]}|mine|all)$")]
 
 
 class _Frame(BaseModel):
