@@ -42,7 +42,16 @@ from gateway.tokens import Claims, Scope, TokenAuthority, TokenError
 from persona_stream.topics import TopicPlan
 from schemas.codec import decode, encode
 from schemas.errors import SchemaError
-from schemas.frames import AckFrame, AuthFrame, ClientLimits, ErrorFrame, ReadyFrame, RefreshedFrame
+from schemas.frames import (
+    AckFrame,
+    AnalyticsLimits,
+    AuthFrame,
+    ClientLimits,
+    ErrorFrame,
+    ReadyFrame,
+    RefreshedFrame,
+    SubscribeLimits,
+)
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +135,19 @@ async def _discard(connection: ServerConnection) -> None:
     with contextlib.suppress(ConnectionClosed):
         while True:
             await connection.recv(decode=False)
+
+
+def ready_frame(
+    connection: ServerConnection, claims: Claims, limits: ClientLimits | SubscribeLimits | AnalyticsLimits
+) -> ReadyFrame:
+    """The answer to a valid auth frame: who the connection is, its limits, when its token expires."""
+    return ReadyFrame(
+        connection=str(connection.id),
+        subject=claims.subject,
+        scope=claims.scope,
+        limits=limits,
+        expires_at=claims.expires_at,
+    )
 
 
 async def send(connection: ServerConnection, frame: Any) -> None:
@@ -223,17 +245,15 @@ class IngestHandler:
         core = IngestConnection(claims, origin, self.limits, self.recent, now=time.monotonic())
         await send(
             self.connection,
-            ReadyFrame(
-                connection=str(self.connection.id),
-                subject=claims.subject,
-                scope=claims.scope,
-                limits=ClientLimits(
+            ready_frame(
+                self.connection,
+                claims,
+                ClientLimits(
                     max_frame_bytes=self.limits.max_frame_bytes,
                     rate_per_second=self.limits.rate_per_second,
                     rate_burst=self.limits.rate_burst,
                     max_sessions=self.limits.max_sessions,
                 ),
-                expires_at=claims.expires_at,
             ),
         )
         self.reader = asyncio.current_task()

@@ -20,7 +20,7 @@ import orjson
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
-from gateway.client_ws import Lease, authenticate, close
+from gateway.client_ws import Lease, authenticate, close, ready_frame
 from gateway.metrics import GatewayMetrics
 from gateway.statuses import StatusCache
 from gateway.subscriptions import Channel, may_see, plan, refusal
@@ -30,7 +30,6 @@ from schemas.errors import SchemaError
 from schemas.frames import (
     AnalyticsLimits,
     ErrorFrame,
-    ReadyFrame,
     RefreshFrame,
     SubscribedFrame,
     SubscribeFrame,
@@ -176,12 +175,10 @@ class SubscribeHandler:
         outbox = Outbox(self.connection, self.queue_size, self.metrics)
         outbox.offer(
             encode(
-                ReadyFrame(
-                    connection=str(self.connection.id),
-                    subject=claims.subject,
-                    scope=claims.scope,
-                    limits=SubscribeLimits(max_subscriptions=self.max_subscriptions, queue_size=self.queue_size),
-                    expires_at=claims.expires_at,
+                ready_frame(
+                    self.connection,
+                    claims,
+                    SubscribeLimits(max_subscriptions=self.max_subscriptions, queue_size=self.queue_size),
                 )
             ).decode()
         )
@@ -299,17 +296,7 @@ async def serve_analytics(
     if claims is None:
         return
     outbox = Outbox(connection, max(queue_size, len(hub.records) + 16), metrics)
-    outbox.offer(
-        encode(
-            ReadyFrame(
-                connection=str(connection.id),
-                subject=claims.subject,
-                scope=claims.scope,
-                limits=AnalyticsLimits(queue_size=queue_size),
-                expires_at=claims.expires_at,
-            )
-        ).decode()
-    )
+    outbox.offer(encode(ready_frame(connection, claims, AnalyticsLimits(queue_size=queue_size))).decode())
     for raw in hub.recent():
         outbox.offer(update_frame("analytics", "analytics", raw))
     hub.outboxes.add(outbox)
