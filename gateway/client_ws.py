@@ -13,7 +13,8 @@ for the same subject, scope, inquiry and template (answered ``refreshed``; a ref
 answered with an error frame -- ``token-invalid``, ``token-expired``, ``token-scope``,
 ``token-mismatch`` -- and the old expiry stands).
 
-Closing codes: 1008 with ``auth-timeout``, ``auth-required``, ``token-*`` or ``too-many-errors``;
+Closing codes: 1008 with ``auth-timeout``, ``auth-required``, ``token-*`` (``token-missing``: an auth
+frame without a token) or ``too-many-errors``;
 4001 ``token-expired`` when the token of an open connection expires without a refresh;
 1013 ``rate-limited`` over the rate limit (the frame is resent after reconnecting);
 1009 when a message exceeds ``max_frame_bytes`` (the websockets library closes it); 1013
@@ -32,6 +33,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
@@ -42,7 +44,16 @@ from gateway.tokens import Claims, Scope, TokenAuthority, TokenError
 from persona_stream.topics import TopicPlan
 from schemas.codec import decode, encode
 from schemas.errors import SchemaError
-from schemas.frames import AckFrame, AuthFrame, ErrorFrame, ReadyFrame, RefreshedFrame
+from schemas.frames import (
+    AckFrame,
+    AnalyticsLimits,
+    AuthFrame,
+    ClientLimits,
+    ErrorFrame,
+    ReadyFrame,
+    RefreshedFrame,
+    SubscribeLimits,
+)
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +69,7 @@ async def authenticate(
     try:
         first = await asyncio.wait_for(connection.recv(), timeout)
     except TimeoutError:
-        await close(connection, 1008, "auth-timeout", metrics)
+        await close(connection, 1008, "auth-timeout", metrics, discard_unread=True)
         return None
     except ConnectionClosed:
         return None
@@ -66,26 +77,79 @@ async def authenticate(
         frame = decode(AuthFrame, first)
         return tokens.verify(frame.token, scopes)
     except SchemaError:
-        await close(connection, 1008, "auth-required", metrics)
+        reason = "token-missing" if _tokenless_auth(first) else "auth-required"
+        await close(connection, 1008, reason, metrics, discard_unread=True)
     except TokenError as exc:
-        await close(connection, 1008, exc.code, metrics)
+        await close(connection, 1008, exc.code, metrics, discard_unread=True)
     return None
 
 
+def _tokenless_auth(message: str | bytes) -> bool:
+    """An auth frame whose token is absent, null or empty: the client has no token (``token-missing``),
+    which is not the same mistake as a first frame that is no auth frame (``auth-required``)."""
+    try:
+        document = orjson.loads(message)
+    except orjson.JSONDecodeError:
+        return False
+    return (
+        isinstance(document, dict)
+        and document.get("type") == "auth"
+        and document.get("token") in (None, "")
+        and set(document) <= {"type", "token"}
+    )
+
+
 async def close(
-    connection: ServerConnection, code: int, reason: str, metrics: GatewayMetrics, *, within: float | None = None
+    connection: ServerConnection,
+    code: int,
+    reason: str,
+    metrics: GatewayMetrics,
+    *,
+    within: float | None = None,
+    discard_unread: bool = False,
 ) -> None:
     """Close with a code and reason; ``within`` seconds at most, then drop the TCP connection.
 
     A close frame queues behind everything already sent: a peer that no longer reads would hold the
     connection (and its buffers) open for ever, so slow consumers are closed ``within`` a bound.
+
+    The peer's answering close frame queues, likewise, behind the messages it sent that were not
+    read: once websockets' receive buffer is full it stops reading the socket, and the handshake
+    would wait out the library's close timeout (10 s) before the TCP connection ends -- late for a
+    browser's ``onclose``. ``discard_unread`` (only for the task that reads the connection) reads
+    and drops those messages while closing, so the handshake completes as soon as the peer answers.
     """
     metrics.connections_closed.labels(reason).inc()
+    discarding = asyncio.create_task(_discard(connection)) if discard_unread else None
     with contextlib.suppress(ConnectionClosed):
         try:
             await asyncio.wait_for(connection.close(code, reason), within)
         except TimeoutError:
             connection.transport.abort()
+        finally:
+            if discarding is not None:
+                discarding.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await discarding
+
+
+async def _discard(connection: ServerConnection) -> None:
+    with contextlib.suppress(ConnectionClosed):
+        while True:
+            await connection.recv(decode=False)
+
+
+def ready_frame(
+    connection: ServerConnection, claims: Claims, limits: ClientLimits | SubscribeLimits | AnalyticsLimits
+) -> ReadyFrame:
+    """The answer to a valid auth frame: who the connection is, its limits, when its token expires."""
+    return ReadyFrame(
+        connection=str(connection.id),
+        subject=claims.subject,
+        scope=claims.scope,
+        limits=limits,
+        expires_at=claims.expires_at,
+    )
 
 
 async def send(connection: ServerConnection, frame: Any) -> None:
@@ -185,17 +249,15 @@ class IngestHandler:
         core = IngestConnection(claims, origin, self.limits, self.recent, now=time.monotonic())
         await send(
             self.connection,
-            ReadyFrame(
-                connection=str(self.connection.id),
-                subject=claims.subject,
-                scope=claims.scope,
-                limits={
-                    "max_frame_bytes": self.limits.max_frame_bytes,
-                    "rate_per_second": int(self.limits.rate_per_second),
-                    "rate_burst": self.limits.rate_burst,
-                    "max_sessions": self.limits.max_sessions,
-                },
-                expires_at=claims.expires_at,
+            ready_frame(
+                self.connection,
+                claims,
+                ClientLimits(
+                    max_frame_bytes=self.limits.max_frame_bytes,
+                    rate_per_second=self.limits.rate_per_second,
+                    rate_burst=self.limits.rate_burst,
+                    max_sessions=self.limits.max_sessions,
+                ),
             ),
         )
         self.reader = asyncio.current_task()
@@ -244,10 +306,12 @@ class IngestHandler:
                 await self._reject(decision.error, final=decision.close is None)
                 if decision.close is not None:
                     await self._drain()  # what came before is written and acknowledged first
-                    await close(self.connection, decision.close.code, decision.close.reason, self.metrics)
+                    await close(
+                        self.connection, decision.close.code, decision.close.reason, self.metrics, discard_unread=True
+                    )
                     return
             elif isinstance(decision, Close):
-                await close(self.connection, decision.code, decision.reason, self.metrics)
+                await close(self.connection, decision.code, decision.reason, self.metrics, discard_unread=True)
                 return
 
     async def _write_batch(self) -> None:

@@ -14,8 +14,9 @@ subscribe  an inquiry whose *trusted* reference-id is the token's subject, or th
 =====  ======================  ==============================================================
 HTTP   code                    when
 =====  ======================  ==============================================================
-200    --                      the view: ``trusted`` + ``audit`` (verified webhooks),
-                               ``client`` (unverified callbacks), ``flags`` (derived)
+200    --                      the view (:class:`~schemas.views.ViewDocument`): ``trusted`` +
+                               ``audit`` (verified webhooks), ``client`` (unverified callbacks),
+                               ``flags`` (derived) and ``provenance`` (which is which)
 400    invalid-inquiry-id      not an inquiry id
 401    token-*                 no bearer token, or one that does not open this endpoint
 404    not-found               no such inquiry -- or not the caller's (no existence oracle)
@@ -25,28 +26,19 @@ HTTP   code                    when
 
 from __future__ import annotations
 
-import re
 import time
 
 import aiohttp
 import orjson
 from aiohttp import web
 
-from gateway.tokens import Claims, TokenAuthority, TokenError
-from schemas.callbacks import INQUIRY_ID_PATTERN
-from schemas.codec import decode
+from gateway.tokens import Claims, TokenAuthority, TokenError, bearer_token
+from schemas.callbacks import is_inquiry_id
+from schemas.codec import decode, to_jsonable
 from schemas.errors import SchemaError
-from schemas.views import InquiryView
+from schemas.views import InquiryView, Provenance
 
-_INQUIRY = re.compile(INQUIRY_ID_PATTERN)
-
-PROVENANCE = {
-    "trusted": "Persona only: verified webhooks and reads of Persona's API (source); version counts the status "
-    "records published",
-    "audit": "every webhook event and API snapshot seen for this inquiry (source), and whether it was applied",
-    "client": "the browser's callbacks as received: unverified claims, never trusted",
-    "flags": "derived from both: where the client's word and the server's disagree",
-}
+PROVENANCE = to_jsonable(Provenance())
 
 
 def may_read(claims: Claims, view: InquiryView) -> bool:
@@ -75,11 +67,11 @@ class InquiryReader:
     async def handle(self, request: web.Request) -> web.Response:
         header = request.headers.get("Authorization", "")
         try:
-            claims = self.tokens.verify(header.removeprefix("Bearer ").strip() or None, ("subscribe", "firehose"))
+            claims = self.tokens.verify(bearer_token(header), ("subscribe", "firehose"))
         except TokenError as exc:
             return _answer(401, exc.code, str(exc))
         inquiry_id = request.match_info["inquiry_id"]
-        if not _INQUIRY.fullmatch(inquiry_id):
+        if not is_inquiry_id(inquiry_id):
             return _answer(400, "invalid-inquiry-id", "not an inquiry id")
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=self.timeout)

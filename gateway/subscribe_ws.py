@@ -20,7 +20,7 @@ import orjson
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
-from gateway.client_ws import Lease, authenticate, close
+from gateway.client_ws import Lease, authenticate, close, ready_frame
 from gateway.metrics import GatewayMetrics
 from gateway.statuses import StatusCache
 from gateway.subscriptions import Channel, may_see, plan, refusal
@@ -28,11 +28,12 @@ from gateway.tokens import Claims, TokenAuthority
 from schemas.codec import decode, encode
 from schemas.errors import SchemaError
 from schemas.frames import (
+    AnalyticsLimits,
     ErrorFrame,
-    ReadyFrame,
     RefreshFrame,
     SubscribedFrame,
     SubscribeFrame,
+    SubscribeLimits,
     UnsubscribeFrame,
 )
 from schemas.records import AnalyticsRecord, StatusRecord
@@ -174,12 +175,10 @@ class SubscribeHandler:
         outbox = Outbox(self.connection, self.queue_size, self.metrics)
         outbox.offer(
             encode(
-                ReadyFrame(
-                    connection=str(self.connection.id),
-                    subject=claims.subject,
-                    scope=claims.scope,
-                    limits={"max_subscriptions": self.max_subscriptions, "queue_size": self.queue_size},
-                    expires_at=claims.expires_at,
+                ready_frame(
+                    self.connection,
+                    claims,
+                    SubscribeLimits(max_subscriptions=self.max_subscriptions, queue_size=self.queue_size),
                 )
             ).decode()
         )
@@ -224,7 +223,7 @@ class SubscribeHandler:
         if frame.id in self.subscriptions:
             return await self._error(outbox, "duplicate-subscription", "this id is in use", frame.id)
         if len(self.subscriptions) >= self.max_subscriptions:
-            await close(self.connection, 1008, "too-many-subscriptions", self.metrics)
+            await close(self.connection, 1008, "too-many-subscriptions", self.metrics, discard_unread=True)
             return False
         channel = Channel.parse(frame.channel)
         if (code := refusal(claims, channel)) is not None:
@@ -236,10 +235,9 @@ class SubscribeHandler:
         start = plan(claims, channel, frame.since, self.hub.cache)
         subscription.versions = dict(start.versions)
         self.subscriptions[frame.id] = subscription
-        snapshot = [orjson.loads(encode(record)) for record in start.snapshot]
         outbox.offer(
             encode(
-                SubscribedFrame(id=frame.id, channel=frame.channel, recovered=start.recovered, snapshot=snapshot)
+                SubscribedFrame(id=frame.id, channel=frame.channel, recovered=start.recovered, snapshot=start.snapshot)
             ).decode()
         )
         for record in start.replay:
@@ -252,7 +250,7 @@ class SubscribeHandler:
         self.metrics.frames_rejected.labels(code).inc()
         self.errors += 1
         if self.errors > self.max_errors:
-            await close(self.connection, 1008, "too-many-errors", self.metrics)
+            await close(self.connection, 1008, "too-many-errors", self.metrics, discard_unread=True)
             return False
         outbox.offer(encode(ErrorFrame(code=code, message=message, id=request_id, field=field)).decode())
         return True
@@ -298,17 +296,7 @@ async def serve_analytics(
     if claims is None:
         return
     outbox = Outbox(connection, max(queue_size, len(hub.records) + 16), metrics)
-    outbox.offer(
-        encode(
-            ReadyFrame(
-                connection=str(connection.id),
-                subject=claims.subject,
-                scope=claims.scope,
-                limits={"queue_size": queue_size},
-                expires_at=claims.expires_at,
-            )
-        ).decode()
-    )
+    outbox.offer(encode(ready_frame(connection, claims, AnalyticsLimits(queue_size=queue_size))).decode())
     for raw in hub.recent():
         outbox.offer(update_frame("analytics", "analytics", raw))
     hub.outboxes.add(outbox)

@@ -32,6 +32,8 @@ from typing import Literal, get_args
 
 import jwt
 
+from schemas.callbacks import is_inquiry_id
+
 Scope = Literal["ingest", "subscribe", "firehose", "analytics"]
 SCOPES: tuple[str, ...] = get_args(Scope)
 ALGORITHM = "HS256"
@@ -114,7 +116,7 @@ class TokenAuthority:
         inquiry, template = raw.get("inq"), raw.get("tmpl")
         if not isinstance(subject, str) or not 0 < len(subject) <= 200:
             raise TokenError("token-invalid", "sub must be a non-empty string")
-        if inquiry is not None and not (isinstance(inquiry, str) and _INQUIRY.fullmatch(inquiry)):
+        if inquiry is not None and not (isinstance(inquiry, str) and is_inquiry_id(inquiry)):
             raise TokenError("token-invalid", "inq must be an inquiry id")
         if template is not None and not (isinstance(template, str) and 0 < len(template) <= 200):
             raise TokenError("token-invalid", "tmpl must be a string")
@@ -135,7 +137,9 @@ class TokenAuthority:
         return claims
 
 
-_INQUIRY = re.compile(r"inq_[A-Za-z0-9_-]{1,100}")
+def bearer_token(authorization: str) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header value; None when it names none."""
+    return authorization.removeprefix("Bearer ").strip() or None
 
 
 def parse_ttl(text: str) -> int:

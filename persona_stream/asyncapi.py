@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import TypeAdapter
 
 from persona_stream.settings import Settings
 from persona_stream.topics import TopicPlan, TopicSpec
 from schemas import callbacks, frames, records, webhooks
+from schemas.export import json_schema
 
 REF = "#/components/schemas/{model}"
 
@@ -28,7 +28,7 @@ class _Components:
         self.messages: dict[str, Any] = {}
 
     def message(self, name: str, target: Any, summary: str, mode: str = "serialization") -> dict[str, str]:
-        schema = _asyncapi_schema(TypeAdapter(target).json_schema(by_alias=True, mode=mode, ref_template=REF))  # type: ignore[arg-type]
+        schema = _asyncapi_schema(json_schema(target, mode, REF))  # type: ignore[arg-type]
         self.schemas.update(schema.pop("$defs", {}))
         self.messages[name] = {"name": name, "summary": summary, "contentType": "application/json", "payload": schema}
         return {"$ref": f"#/components/messages/{name}"}

@@ -33,7 +33,7 @@ from typing import Any
 
 from mode.utils.times import want_seconds
 
-from gateway.tokens import TokenAuthority, TokenError
+from gateway.tokens import TokenAuthority, TokenError, bearer_token
 from persona_stream.settings import Settings
 from persona_stream.topics import TopicPlan, TopicSpec, create_topics
 from processors import retries
@@ -165,7 +165,7 @@ def create_app(settings: Settings) -> tuple[WorkerApp, Pipeline]:
             return web.json({"code": "views-disabled", "message": "no token secret configured"}, status=503)
         header = request.headers.get("Authorization", "")
         try:
-            tokens.verify(header.removeprefix("Bearer ").strip() or None, ("firehose",))
+            tokens.verify(bearer_token(header), ("firehose",))
         except TokenError as exc:
             return web.json({"code": exc.code, "message": str(exc)}, status=401)
         found = pipeline.view_json(inquiry_id.encode())

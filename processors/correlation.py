@@ -62,6 +62,9 @@ Callbacks are deduplicated by ``(subject, session, seq)``: a session id is the b
 one subject's frames never shadow another's. Each updates the sessions, a bounded timeline, the
 funnel steps reached, cancels, error codes, camera failures and one-time-link use. What a callback
 *claims* (the ``start`` time, the status ``onComplete`` claimed and when) is kept per subject.
+The timeline and the steps are in the order the gateway received the callbacks (``received_at``),
+not the order they reach the view: a session's callbacks from before it knew its inquiry are
+re-keyed to the inquiry only at the link, after later ones, and still take their place.
 
 Derived flags
 =============
@@ -100,6 +103,7 @@ trusted completion. Repeats yield nothing, so retries and replays are never coun
 
 from __future__ import annotations
 
+import bisect
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -118,6 +122,7 @@ from schemas.callbacks import (
 from schemas.records import ApiSnapshot, CallbackRecord, Flags, StatusRecord, Trigger, TrustedSource
 from schemas.views import (
     AuditEntry,
+    ClientPart,
     InquiryView,
     ObjectResult,
     SessionInfo,
@@ -481,15 +486,17 @@ def apply_callback(view: InquiryView, record: CallbackRecord, now: datetime, con
 
     callback = record.callback
     name = callback.name if isinstance(callback, OnEvent) else None
-    client.timeline.append(
-        TimelineEntry(at=record.received_at, session=record.session, seq=record.seq, kind=callback.kind, name=name)
+    bisect.insort(
+        client.timeline,
+        TimelineEntry(at=record.received_at, session=record.session, seq=record.seq, kind=callback.kind, name=name),
+        key=_timeline_order,
     )
     if len(client.timeline) > config.timeline_limit:
         del client.timeline[: len(client.timeline) - config.timeline_limit]
 
     step = _step_of(callback)
-    if step is not None and step not in client.steps and len(client.steps) < config.steps_limit:
-        client.steps.append(step)
+    if step is not None:
+        _reach(client, step, record.received_at, config.steps_limit)
     claims = client.claims.setdefault(record.subject, SubjectClaims())
     if isinstance(callback, OnEvent):
         if callback.name == EventName.START and (claims.started_at is None or record.received_at < claims.started_at):
@@ -516,6 +523,25 @@ def apply_callback(view: InquiryView, record: CallbackRecord, now: datetime, con
     _publish(view, outcome, Trigger(source="callback", at=record.received_at, session=record.session, seq=record.seq))
     view.updated_at = now
     return outcome
+
+
+def _timeline_order(entry: TimelineEntry) -> tuple[datetime, str, int]:
+    return entry.at, entry.session, entry.seq
+
+
+def _reach(client: ClientPart, step: str, at: datetime, limit: int) -> None:
+    """Record that ``step`` was reached at ``at``: the steps stay in first-reached order."""
+    reached = client.step_times
+    if step in client.steps:
+        first = reached.get(step)
+        if first is None or first <= at:
+            return
+        client.steps.remove(step)  # a callback re-keyed late reached it earlier: move it
+    elif len(client.steps) >= limit:
+        return
+    reached[step] = at
+    later = (i for i, known in enumerate(client.steps) if known in reached and reached[known] > at)
+    client.steps.insert(next(later, len(client.steps)), step)
 
 
 def callback_counts(record: CallbackRecord) -> Counter[str]:

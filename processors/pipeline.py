@@ -15,7 +15,6 @@ from __future__ import annotations
 import base64
 import heapq
 import logging
-import re
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,7 +28,7 @@ from processors.metrics import WorkerMetrics
 from processors.output import Output, OutputError
 from processors.store import Store
 from processors.tables import partition_of
-from schemas.callbacks import INQUIRY_ID_PATTERN
+from schemas.callbacks import is_inquiry_id
 from schemas.codec import decode, encode
 from schemas.errors import SchemaError
 from schemas.internal import AnalyticsFact, AnalyticsWindow, SessionBuffer, Tick
@@ -46,7 +45,6 @@ from schemas.views import InquiryView
 from schemas.webhooks import WebhookEvent
 
 log = logging.getLogger(__name__)
-_INQUIRY = re.compile(INQUIRY_ID_PATTERN)
 
 
 @dataclass(frozen=True)
@@ -166,7 +164,7 @@ class Pipeline:
         event = decode(WebhookEvent, message.value)
         key = message.key or event.inquiry_id().encode()
         received_at = _received_at(message)
-        if not _INQUIRY.fullmatch(key.decode(errors="replace")):
+        if not is_inquiry_id(key.decode(errors="replace")):
             # an event about an object that names no inquiry: nothing to correlate it with
             await self._fact(message.tp, correlation.UNKNOWN_TEMPLATE, received_at, {"webhooks.unattached": 1}, [])
             return

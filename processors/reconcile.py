@@ -44,13 +44,13 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from persona_stream.settings import Settings
 from persona_stream.topics import TopicPlan
 from processors.persona_api import InquirySnapshot, PersonaApiClient, PersonaApiError
+from schemas.callbacks import is_inquiry_id
 from schemas.codec import decode, encode
 from schemas.errors import SchemaError
 from schemas.records import ApiSnapshot, DeadLetter, ReconcileReason, ReconcileRequest
 
 log = logging.getLogger(__name__)
 
-_INQUIRY = re.compile(r"^inq_[A-Za-z0-9_-]{1,100}$")
 _INQUIRY_IN_BODY = re.compile(rb'"(inq_[A-Za-z0-9_-]{1,100})"')
 
 
@@ -88,7 +88,7 @@ def dead_letter_inquiry(letter: DeadLetter, webhooks_topic: str) -> str | None:
     """The inquiry a dead-lettered webhook is about, if it names one (else None)."""
     if letter.source_topic != webhooks_topic:
         return None
-    if letter.key is not None and _INQUIRY.fullmatch(letter.key):
+    if letter.key is not None and is_inquiry_id(letter.key):
         return letter.key
     try:
         value = base64.b64decode(letter.value_b64)
@@ -97,7 +97,7 @@ def dead_letter_inquiry(letter: DeadLetter, webhooks_topic: str) -> str | None:
     try:
         document = json.loads(value)
         data = document["data"]["attributes"]["payload"]["data"]
-        if data.get("type") == "inquiry" and isinstance(data.get("id"), str) and _INQUIRY.fullmatch(data["id"]):
+        if data.get("type") == "inquiry" and isinstance(data.get("id"), str) and is_inquiry_id(data["id"]):
             return str(data["id"])
     except (ValueError, KeyError, TypeError, AttributeError):
         pass

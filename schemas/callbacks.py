@@ -34,6 +34,13 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue, SecretStr, StringC
 INQUIRY_ID_PATTERN = r"^inq_[A-Za-z0-9_-]{1,100}$"
 InquiryId = Annotated[str, StringConstraints(pattern=INQUIRY_ID_PATTERN)]
 _INQUIRY_ID = re.compile(INQUIRY_ID_PATTERN)
+
+
+def is_inquiry_id(value: str) -> bool:
+    """Whether ``value`` is an inquiry id (``inq_`` and 1 to 100 URL-safe characters)."""
+    return _INQUIRY_ID.fullmatch(value) is not None
+
+
 ShortText = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 
 

@@ -37,10 +37,3 @@ class SchemaError(ValueError):
         first = problems[0] if problems else FieldProblem("", "invalid")
         self.field = first.field
         super().__init__(f"{first.field or '<document>'}: {first.message}")
-
-    def as_dict(self) -> dict[str, object]:
-        return {
-            "code": self.code,
-            "field": self.field,
-            "problems": [{"field": p.field, "message": p.message} for p in self.problems[:10]],
-        }

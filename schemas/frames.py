@@ -21,18 +21,18 @@ Server → client (:data:`ServerFrame`)::
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from schemas.callbacks import Callback, InquiryId
-from schemas.records import SessionId
+from schemas.callbacks import INQUIRY_ID_PATTERN, Callback, InquiryId
+from schemas.records import AnalyticsRecord, SessionId, StatusRecord
 
 PROTOCOL_VERSION = 1
 
 Token = Annotated[str, StringConstraints(min_length=1, max_length=4096)]
 RequestId = Annotated[str, StringConstraints(min_length=1, max_length=64)]
-Channel = Annotated[str, StringConstraints(pattern=r"^(inquiry:inq_[A-Za-z0-9_-]{1,100}|mine|all)$")]
+Channel = Annotated[str, StringConstraints(pattern=rf"^(inquiry:{INQUIRY_ID_PATTERN[1:-1]}|mine|all)$")]
 
 
 class _Frame(BaseModel):
@@ -87,13 +87,39 @@ ClientFrame = Annotated[
 ]
 
 
+class _Limits(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ClientLimits(_Limits):
+    """The limits of an ingest connection (``/v1/client``)."""
+
+    max_frame_bytes: int = Field(description="The largest message accepted; a larger one closes with 1009.")
+    rate_per_second: float = Field(description="Frames per second, sustained, before `rate-limited`.")
+    rate_burst: int = Field(description="Frames accepted at once above the sustained rate.")
+    max_sessions: int = Field(description="Sessions on one connection before `too-many-sessions`.")
+
+
+class SubscribeLimits(_Limits):
+    """The limits of a subscription connection (``/v1/subscribe``)."""
+
+    max_subscriptions: int = Field(description="Subscriptions on one connection before `too-many-subscriptions`.")
+    queue_size: int = Field(description="Frames queued for a slow reader before `slow-consumer`.")
+
+
+class AnalyticsLimits(_Limits):
+    """The limits of an analytics connection (``/v1/analytics``)."""
+
+    queue_size: int = Field(description="Frames queued for a slow reader before `slow-consumer`.")
+
+
 class ReadyFrame(_Frame):
     type: Literal["ready"] = "ready"
     protocol: int = PROTOCOL_VERSION
     connection: str
     subject: str
     scope: str
-    limits: dict[str, int]
+    limits: ClientLimits | SubscribeLimits | AnalyticsLimits = Field(description="The endpoint's limits.")
     expires_at: int | None = Field(
         default=None, description="When the token expires (seconds since the epoch): refresh before then."
     )
@@ -128,14 +154,18 @@ class SubscribedFrame(_Frame):
     recovered: bool = Field(
         description="True: every missed update since `since` follows. False: `snapshot` replaces history."
     )
-    snapshot: list[dict[str, Any]] = Field(default_factory=list)
+    snapshot: list[StatusRecord] = Field(
+        default_factory=list, description="The current status record of each inquiry the channel covers."
+    )
 
 
 class UpdateFrame(_Frame):
     type: Literal["update"] = "update"
     id: str
     channel: str
-    data: dict[str, Any]
+    data: StatusRecord | AnalyticsRecord = Field(
+        description="A status record (channels inquiry:<id>, mine, all) or an analytics record (channel analytics)."
+    )
 
 
 ServerFrame = Annotated[

@@ -8,6 +8,8 @@ A view has three parts, and the separation is the point of the project:
 * ``flags`` -- derived from both: where they disagree, or look suspicious.
 
 ``version`` counts the status records published; ``published`` is what the last one carried.
+``GET /v1/inquiries/{id}`` answers a :class:`ViewDocument`: the view plus its ``provenance``, a
+line per part saying where it comes from.
 
 Unlike the other wire models these are mutable: the correlation core owns exactly one view per
 inquiry and updates it in place for every event (copying a nested frozen model per event would
@@ -145,8 +147,16 @@ class ClientPart(_State):
     )
     template_id: str | None = Field(default=None, description="The template the ingest token named.")
     subjects: list[str] = Field(default_factory=list)
-    timeline: list[TimelineEntry] = Field(default_factory=list, description="The latest callbacks, bounded.")
-    steps: list[str] = Field(default_factory=list, description="Funnel steps reached, in first-reached order.")
+    timeline: list[TimelineEntry] = Field(
+        default_factory=list, description="The latest callbacks, bounded, in the order the gateway received them."
+    )
+    steps: list[str] = Field(
+        default_factory=list,
+        description="Funnel steps reached, in first-reached order (when the gateway received the callback).",
+    )
+    step_times: dict[str, AwareDatetime] = Field(
+        default_factory=dict, description="When each step was first reached (the gateway's receipt)."
+    )
     claims: dict[str, SubjectClaims] = Field(default_factory=dict, description="Per token subject.")
     cancels: int = 0
     error_codes: dict[str, int] = Field(default_factory=dict)
@@ -191,3 +201,21 @@ class InquiryView(_State):
     )
     reconcile_requests: int = Field(default=0, description="How often the timer asked for it.")
     updated_at: AwareDatetime | None = None
+
+
+class Provenance(_State):
+    """Where each part of a view comes from, in words, beside the view a client reads."""
+
+    trusted: str = (
+        "Persona only: verified webhooks and reads of Persona's API (source); version counts the status "
+        "records published"
+    )
+    audit: str = "every webhook event and API snapshot seen for this inquiry (source), and whether it was applied"
+    client: str = "the browser's callbacks as received: unverified claims, never trusted"
+    flags: str = "derived from both: where the client's word and the server's disagree"
+
+
+class ViewDocument(InquiryView):
+    """The answer of ``GET /v1/inquiries/{id}``: the inquiry's view, and which part is which."""
+
+    provenance: Provenance

@@ -15,7 +15,6 @@ An object linked to several inquiries (a case) is about each of them
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -29,9 +28,8 @@ from pydantic import (
     Tag,
 )
 
-from schemas.callbacks import INQUIRY_ID_PATTERN, InquiryId
+from schemas.callbacks import InquiryId, is_inquiry_id
 
-_INQUIRY_ID = re.compile(INQUIRY_ID_PATTERN)
 ObjectId = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 
@@ -97,7 +95,10 @@ class InquiryObject(_Tolerant):
 class OtherObject(_Tolerant):
     """Any other object (verification, report, case, document, account, ...)."""
 
-    type: Name
+    type: Name = Field(
+        description="Any type but `inquiry`: an inquiry is an InquiryObject, so a payload matches one branch only.",
+        json_schema_extra={"not": {"const": "inquiry"}},
+    )
     id: ObjectId
     attributes: dict[str, JsonValue] = Field(default_factory=dict)
     relationships: dict[str, Relationship] = Field(default_factory=dict)
@@ -163,6 +164,6 @@ class WebhookEvent(_Tolerant):
             relationship = obj.relationships.get(name)
             if relationship is not None:
                 for ref in relationship.refs():
-                    if ref.type == "inquiry" and _INQUIRY_ID.fullmatch(ref.id) and ref.id not in found:
+                    if ref.type == "inquiry" and is_inquiry_id(ref.id) and ref.id not in found:
                         found.append(ref.id)
         return found or [obj.id]

@@ -1,4 +1,9 @@
-"""Small helpers for tests that read and write the real broker."""
+"""Small helpers for tests that read and write the real broker.
+
+What :func:`consume` reads from a persona-stream topic is checked against the topic's published
+JSON Schema (tests/contract.py); a test that reads records it wrote malformed on purpose passes
+``checked=False``.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from tests.contract import check_record
 
 
 async def produce(bootstrap: str, topic: str, records: Sequence[tuple[bytes | None, bytes]]) -> None:
@@ -29,8 +36,9 @@ async def consume(
     timeout: float = 15.0,
     quiet: float = 1.5,
     isolation_level: str = "read_committed",
+    checked: bool = True,
 ) -> list[Any]:
-    """Every record of ``topic`` from the beginning.
+    """Every record of ``topic`` from the beginning, each checked against its topic's schema.
 
     Stops once ``count`` records arrived (if given), or after ``quiet`` seconds without a new
     record, or at ``timeout``.
@@ -59,6 +67,9 @@ async def consume(
     finally:
         await consumer.stop()
     records.sort(key=lambda r: (r.partition, r.offset))
+    if checked:
+        for record in records:
+            check_record(topic, record.value)
     return records
 
 

@@ -66,3 +66,17 @@ def test_the_token_expiry_close_is_in_the_protocol_document() -> None:
     from gateway.client_ws import TOKEN_EXPIRED
 
     assert f"| {TOKEN_EXPIRED} | `token-expired` |" in PROTOCOL
+
+
+def test_every_ready_limit_is_documented_with_its_type() -> None:
+    from schemas.frames import AnalyticsLimits, ClientLimits, SubscribeLimits
+
+    rows = {
+        row.split("|")[2].strip(): row.split("|")[3].strip()
+        for row in PROTOCOL.splitlines()
+        if row.lstrip().startswith("| `/v1/")
+    }
+    for model in (ClientLimits, SubscribeLimits, AnalyticsLimits):
+        for name, field in model.model_fields.items():
+            documented = rows.get(f"`{name}`", "")
+            assert documented.startswith("number" if field.annotation is float else "integer"), (name, documented)

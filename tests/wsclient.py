@@ -1,4 +1,8 @@
-"""A small websocket client speaking the gateway's protocol, for tests."""
+"""A small websocket client speaking the gateway's protocol, for tests.
+
+Every frame it sends and receives is checked against the published JSON Schemas (tests/contract.py);
+a test that sends a malformed frame on purpose says so with ``checked=False``.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,8 @@ from typing import Any
 
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
+
+from tests.contract import check_client_frame, check_server_frame
 
 
 class Client:
@@ -23,11 +29,14 @@ class Client:
             await client.send({"type": "auth", "token": token})
         return client
 
-    async def send(self, document: dict[str, Any]) -> None:
+    async def send(self, document: dict[str, Any], *, checked: bool = True) -> None:
+        if checked:
+            check_client_frame(document)
         await self.connection.send(orjson.dumps(document).decode())
 
     async def recv(self, timeout: float = 10.0) -> dict[str, Any]:
         frame: dict[str, Any] = orjson.loads(await asyncio.wait_for(self.connection.recv(), timeout))
+        check_server_frame(frame)
         self.frames.append(frame)
         if frame["type"] == "ack":
             self.acks[frame["session"]] = max(frame["seq"], self.acks.get(frame["session"], -1))

@@ -6,7 +6,7 @@ import json
 import jwt
 import pytest
 
-from gateway.tokens import TokenAuthority, TokenError, parse_ttl
+from gateway.tokens import TokenAuthority, TokenError, bearer_token, parse_ttl
 
 SECRET = b"k" * 32
 NOW = 1_800_000_000
@@ -132,3 +132,11 @@ def test_an_expired_refresh_token_is_refused(authority: TokenAuthority) -> None:
     with pytest.raises(TokenError) as raised:
         authority.refresh(current, authority.mint("user-42", "ingest", 10, now=NOW), ("ingest",), now=NOW + 30)
     assert raised.value.code == "token-expired"
+
+
+@pytest.mark.parametrize(
+    ("header", "token"),
+    [("Bearer abc.def.ghi", "abc.def.ghi"), ("Bearer  abc ", "abc"), ("Bearer ", None), ("", None)],
+)
+def test_the_bearer_token_of_an_authorization_header(header: str, token: str | None) -> None:
+    assert bearer_token(header) == token

@@ -23,6 +23,7 @@ from gateway.tokens import TokenAuthority
 from persona_stream.simulator import Report, SimulationConfig, Simulator
 from schemas.codec import decode
 from schemas.records import StatusRecord
+from tests.contract import check, check_client_frame, check_server_frame, check_view
 from tests.fixtures.webhooks import body, inquiry_event
 from tests.integration.conftest import WEBHOOK_SECRET, gateway_settings, started_gateway
 from tests.integration.workers import Worker, worker_env
@@ -75,13 +76,16 @@ class Follower:
 
     async def _run(self) -> None:
         async with connect(f"{self.url}/v1/subscribe") as ws:
-            await ws.send(orjson.dumps({"type": "auth", "token": self.token}).decode())
+            auth = {"type": "auth", "token": self.token}
             request: dict[str, Any] = {"type": "subscribe", "id": "s1", "channel": self.channel}
             if self.since is not None:
                 request["since"] = self.since
-            await ws.send(orjson.dumps(request).decode())
+            for frame in (auth, request):
+                check_client_frame(frame)
+                await ws.send(orjson.dumps(frame).decode())
             async for message in ws:
                 frame = orjson.loads(message)
+                check_server_frame(frame)
                 self.frames.append(frame)
                 if frame["type"] in ("subscribed", "error"):
                     self.subscribed.set()
@@ -197,6 +201,7 @@ def simulated_counts(report: Report) -> dict[str, int]:
 
 
 async def post_webhook(stack: Stack, document: dict[str, Any]) -> int:
+    check("webhook-event", document)  # what Persona sends, as the published schema describes it
     payload = body(document)
     headers = {"Persona-Signature": sign(WEBHOOK_SECRET.encode(), int(time.time()), payload)}
     async with (
@@ -254,6 +259,7 @@ async def test_a_subscriber_resumes_with_exactly_the_updates_it_missed(stack: St
         ) as answer:
             assert answer.status == 200
             view = await answer.json()
+        check_view(view)
         assert (view["version"], view["trusted"]["status"], view["trusted"]["reference_id"]) == (4, "approved", ref)
         assert set(view["provenance"]) == {"trusted", "audit", "client", "flags"}
         other = stack.tokens.mint("user-other", "subscribe", 600)

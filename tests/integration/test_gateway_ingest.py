@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -140,6 +141,13 @@ async def test_the_first_frame_must_be_auth(gateway: Gateway) -> None:
     assert await client.closed() == (1008, "auth-required")
 
 
+@pytest.mark.parametrize("frame", [{"type": "auth"}, {"type": "auth", "token": None}, {"type": "auth", "token": ""}])
+async def test_an_auth_frame_without_a_token_closes_with_token_missing(gateway: Gateway, frame: dict[str, Any]) -> None:
+    client = await Client.open(url(gateway), None)
+    await client.send(frame, checked=False)  # not a valid auth frame: its token is required
+    assert await client.closed() == (1008, "token-missing")
+
+
 async def test_an_oversized_frame_closes_with_1009(gateway: Gateway, tokens: TokenAuthority) -> None:
     client = await Client.open(url(gateway), tokens.mint("user-42", "ingest", 600))
     await client.ready()
@@ -159,7 +167,10 @@ async def test_a_flood_is_rate_limited_and_nothing_past_the_limit_is_acknowledge
         await client.ready()
         for seq in range(100):
             await client.callback(SESSION, seq, {"kind": "onLoad"})
-        assert await client.closed() == (1013, "rate-limited")
+        # the frames past the limit were never read; the TCP connection still ends with the close
+        # handshake, not after websockets' 10 s close timeout (a browser's onclose would fire late)
+        async with asyncio.timeout(3):
+            assert await client.closed() == (1013, "rate-limited")
         assert [(e["code"], e["retriable"]) for e in client.errors] == [("rate-limited", True)]
         assert client.acks[SESSION] == 4  # the burst was written; the rest is the client's to resend
     finally:

@@ -21,6 +21,7 @@ from schemas.codec import decode, encode, validate
 from schemas.records import WEBHOOK_RECEIVED_AT_HEADER, AnalyticsRecord, CallbackRecord, DeadLetter, StatusRecord
 from schemas.views import InquiryView
 from schemas.webhooks import WebhookEvent
+from tests.contract import check_worker_view
 from tests.fixtures.webhooks import body, inquiry_event
 from tests.integration.workers import Worker, worker_env
 from tests.kafkautil import consume
@@ -205,7 +206,9 @@ async def fetch_view(port: int, inquiry: str) -> InquiryView:
         ) as response,
     ):
         assert response.status == 200, await response.text()
-        return decode(InquiryView, await response.read())
+        document = await response.read()
+    check_worker_view(orjson.loads(document))
+    return decode(InquiryView, document)
 
 
 def callback_record(

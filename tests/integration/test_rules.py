@@ -23,6 +23,7 @@ from schemas.codec import decode
 from schemas.records import StatusRecord
 from schemas.views import InquiryView
 from schemas.webhooks import WebhookEvent
+from tests.contract import check_view
 from tests.fixtures.webhooks import body, inquiry_event, object_event
 from tests.integration.conftest import gateway_settings, started_gateway
 from tests.integration.test_downstream import Follower, Stack, post_webhook, wait_until
@@ -121,7 +122,8 @@ async def view_of(stack: Stack, inquiry: str) -> InquiryView:
     ):
         assert answer.status == 200, await answer.text()
         document = await answer.json()
-    document.pop("provenance", None)
+    check_view(document)
+    document.pop("provenance")
     return InquiryView.model_validate(document)
 
 

@@ -246,7 +246,7 @@ def test_out_of_order_seqs_are_each_seen_once() -> None:
     view = new_view()
     for seq in (2, 0, 3, 1, 2, 0):
         apply_callback(view, callback(seq, {"kind": "onEvent", "name": "click"}), NOW, CONFIG)
-    assert [entry.seq for entry in view.client.timeline] == [2, 0, 3, 1]
+    assert [entry.seq for entry in view.client.timeline] == [0, 1, 2, 3]  # received together: in seq order
     assert view.client.sessions["sess_0000000001:user-42"].seqs.contiguous == 3
 
 
@@ -255,11 +255,11 @@ def test_the_client_part_records_what_the_client_claimed() -> None:
     records = [
         callback(0, {"kind": "onLoad"}),
         callback(1, {"kind": "onEvent", "name": "start", "metadata": {"inquiryId": INQUIRY_ID}}, minute=1),
-        callback(2, {"kind": "onEvent", "name": "load-camera-failed"}),
-        callback(3, {"kind": "onEvent", "name": "one-time-link-sent"}),
-        callback(4, {"kind": "onError", "status": 0, "code": "application_error"}),
-        callback(5, {"kind": "onError", "status": 503, "code": "rate_limited"}),
-        callback(6, {"kind": "onCancel", "inquiryId": INQUIRY_ID}),
+        callback(2, {"kind": "onEvent", "name": "load-camera-failed"}, minute=2),
+        callback(3, {"kind": "onEvent", "name": "one-time-link-sent"}, minute=2),
+        callback(4, {"kind": "onError", "status": 0, "code": "application_error"}, minute=2),
+        callback(5, {"kind": "onError", "status": 503, "code": "rate_limited"}, minute=2),
+        callback(6, {"kind": "onCancel", "inquiryId": INQUIRY_ID}, minute=2),
         callback(7, {"kind": "onComplete", "inquiryId": INQUIRY_ID, "status": "completed"}, minute=5),
     ]
     counts: dict[str, int] = {}
@@ -284,6 +284,42 @@ def test_a_relinked_copy_updates_the_view_but_is_not_counted_again() -> None:
     assert outcome.view_changed
     assert outcome.counts == {}
     assert view.client.steps == ["loaded"]
+
+
+def test_callbacks_relinked_after_the_start_take_their_place_in_the_timeline_and_the_steps() -> None:
+    """Pre-inquiry callbacks reach the view only at the link, after the start; the order is the gateway's."""
+    view = new_view()
+    start = {"kind": "onEvent", "name": "start", "metadata": {"inquiryId": INQUIRY_ID}}
+    arrivals = [
+        callback(2, start, minute=2),
+        callback(3, {"kind": "onEvent", "name": "document-upload"}, minute=3),
+        callback(0, {"kind": "onLoad"}, minute=0, relinked=True),
+        callback(1, {"kind": "onReady"}, minute=1, relinked=True),
+    ]
+    for record in arrivals:
+        apply_callback(view, record, NOW, CONFIG)
+    assert [entry.seq for entry in view.client.timeline] == [0, 1, 2, 3]
+    assert view.client.steps == ["loaded", "ready", "started", "document-upload"]
+    assert view.client.step_times["loaded"] == NOW - timedelta(minutes=30)
+
+
+def test_a_step_reached_earlier_by_a_late_callback_moves_forward() -> None:
+    view = new_view()
+    apply_callback(view, callback(5, {"kind": "onReady"}, minute=5), NOW, CONFIG)
+    apply_callback(view, callback(6, {"kind": "onEvent", "name": "start"}, minute=6), NOW, CONFIG)
+    apply_callback(view, callback(1, {"kind": "onReady"}, minute=1, relinked=True), NOW, CONFIG)
+    assert view.client.steps == ["ready", "started"]
+    assert view.client.step_times["ready"] == NOW - timedelta(minutes=29)
+    apply_callback(view, callback(0, {"kind": "onEvent", "name": "start"}, minute=0, relinked=True), NOW, CONFIG)
+    assert view.client.steps == ["started", "ready"]
+
+
+def test_the_timeline_keeps_the_latest_callbacks_by_time() -> None:
+    view = new_view()
+    config = Config(timeline_limit=2)
+    for seq, minute in ((2, 2), (3, 3), (0, 0)):
+        apply_callback(view, callback(seq, {"kind": "onLoad"}, minute=minute), NOW, config)
+    assert [entry.seq for entry in view.client.timeline] == [2, 3]
 
 
 # --- flags ---------------------------------------------------------------------------------------
