@@ -128,9 +128,10 @@ async def test_worker_metrics_under_load(pipeline: tuple[Gateway, Worker], token
     assert total(s, "persona_stream_worker_restore_remaining_records") == 0
 
     inquiries = total(s, "persona_stream_worker_state_inquiries")
-    # RocksDB's estimate: keys overwritten and not yet compacted, and each partition's offset key,
-    # may count again
-    assert len([plan for plan in report.plans if plan.webhooks]) <= inquiries <= 2 * len(report.plans) + 12
+    # RocksDB's estimate, not a count: keys overwritten and not yet compacted, and each partition's
+    # offset key, may count again; merged memtables can count less
+    with_webhooks = len([plan for plan in report.plans if plan.webhooks])
+    assert with_webhooks // 2 <= inquiries <= 2 * len(report.plans) + 12
     assert inquiries * 100 <= total(s, "persona_stream_worker_state_bytes") <= inquiries * 100_000
 
     assert s["persona_stream_worker_dead_letters_total"] == [({"reason": "client-event-invalid"}, 1.0)]
