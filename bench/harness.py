@@ -98,6 +98,8 @@ class Bench:
     bootstrap: str
     prefix: str = field(default_factory=lambda: f"bench{secrets.token_hex(3)}")
     partitions: int = 6
+    replication_factor: int = 1
+    """Of the run's topics: the settings' own (3 on the local three-broker cluster)."""
     extra_env: dict[str, str] = field(default_factory=dict)
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
     logs: dict[int, Path] = field(default_factory=dict)
@@ -113,6 +115,7 @@ class Bench:
             kafka_bootstrap_servers=self.bootstrap,
             topic_prefix=self.prefix,
             partitions=self.partitions,
+            replication_factor=self.replication_factor,
             token_secret=TOKEN_SECRET,
             webhook_secrets=[WEBHOOK_SECRET],
         )
@@ -131,6 +134,7 @@ class Bench:
                 "PERSONA_STREAM_KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
                 "PERSONA_STREAM_TOPIC_PREFIX": self.prefix,
                 "PERSONA_STREAM_PARTITIONS": str(self.partitions),
+                "PERSONA_STREAM_REPLICATION_FACTOR": str(self.replication_factor),
                 "PERSONA_STREAM_TOKEN_SECRET": TOKEN_SECRET,
                 "PERSONA_STREAM_WEBHOOK_SECRETS": WEBHOOK_SECRET,
                 "PERSONA_STREAM_WS_PORT": str(self.ws_port),

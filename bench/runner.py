@@ -27,12 +27,18 @@ SCENARIOS: dict[str, tuple[Scenario, dict[str, Any], dict[str, Any]]] = {
 
 
 async def run(
-    bootstrap: str, names: list[str], *, smoke: bool, out: Path, extra_env: dict[str, str] | None = None
+    bootstrap: str,
+    names: list[str],
+    *,
+    smoke: bool,
+    out: Path,
+    extra_env: dict[str, str] | None = None,
+    replication_factor: int = 1,
 ) -> list[Result]:
     results = []
     for name in names:
         scenario, full, small = SCENARIOS[name]
-        bench = Bench(bootstrap, extra_env=dict(extra_env or {}))
+        bench = Bench(bootstrap, extra_env=dict(extra_env or {}), replication_factor=replication_factor)
         try:
             result = await scenario(bench, **(small if smoke else full))
         finally:
@@ -47,9 +53,17 @@ async def run(
 
 
 def main(
-    bootstrap: str, names: list[str], *, smoke: bool, out: Path, guarantee: str | None, gateway_processes: int = 1
+    bootstrap: str,
+    names: list[str],
+    *,
+    smoke: bool,
+    out: Path,
+    guarantee: str | None,
+    gateway_processes: int = 1,
+    replication_factor: int = 1,
 ) -> int:
     extra = {"PERSONA_STREAM_PROCESSING_GUARANTEE": guarantee} if guarantee else {}
     extra["PERSONA_STREAM_GATEWAY_PROCESSES"] = str(gateway_processes)
-    asyncio.run(run(bootstrap, names or list(SCENARIOS), smoke=smoke, out=out, extra_env=extra))
+    scenarios = names or list(SCENARIOS)
+    asyncio.run(run(bootstrap, scenarios, smoke=smoke, out=out, extra_env=extra, replication_factor=replication_factor))
     return 0

@@ -289,6 +289,7 @@ def _bench(args: argparse.Namespace, settings: Settings) -> int:
         out=Path(args.out),
         guarantee=args.guarantee,
         gateway_processes=args.gateway_processes,
+        replication_factor=settings.replication_factor,
     )
 
 
