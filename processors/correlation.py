@@ -307,7 +307,7 @@ def apply_api_snapshot(view: InquiryView, snapshot: ApiSnapshot, now: datetime, 
         outcome.template_id = template_of(view)
         return outcome
     attributes = snapshot.inquiry.attributes
-    finished = _timestamp(attributes.completed_at) or _timestamp(attributes.failed_at)
+    finished = parse_timestamp(attributes.completed_at) or parse_timestamp(attributes.failed_at)
     completed = finished if finished is not None and finished <= created_at else None
     result, note = _apply_inquiry(
         view, event_id, API_EVENT_NAME, created_at, snapshot.inquiry, "api", now, outcome, completed
@@ -364,7 +364,8 @@ def _apply_inquiry(
     return ("applied" if newer else "stale"), note
 
 
-def _timestamp(value: str | None) -> datetime | None:
+def parse_timestamp(value: str | None) -> datetime | None:
+    """An ISO 8601 time with its offset (``Z`` too) from Persona's attributes; None if absent or naive."""
     if value is None:
         return None
     try:

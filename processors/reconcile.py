@@ -43,25 +43,16 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from persona_stream.settings import Settings
 from persona_stream.topics import TopicPlan
+from processors.correlation import parse_timestamp
 from processors.persona_api import InquirySnapshot, PersonaApiClient, PersonaApiError
-from schemas.callbacks import is_inquiry_id
+from schemas.callbacks import INQUIRY_ID_PATTERN, is_inquiry_id
 from schemas.codec import decode, encode
 from schemas.errors import SchemaError
 from schemas.records import ApiSnapshot, DeadLetter, ReconcileReason, ReconcileRequest
 
 log = logging.getLogger(__name__)
 
-_INQUIRY_IN_BODY = re.compile(rb'"(inq_[A-Za-z0-9_-]{1,100})"')
-
-
-def _parse_time(value: str | None) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo is not None else None
+_INQUIRY_IN_BODY = re.compile(rb'"(' + INQUIRY_ID_PATTERN[1:-1].encode() + rb')"')
 
 
 def to_record(snapshot: InquirySnapshot, reason: ReconcileReason) -> ApiSnapshot:
@@ -72,7 +63,7 @@ def to_record(snapshot: InquirySnapshot, reason: ReconcileReason) -> ApiSnapshot
     before it is older, and one created after it is newer. ``snapshot_id`` hashes the inquiry id,
     status and ``updated-at``: reading the same state twice gives the same id.
     """
-    updated = _parse_time(snapshot.updated_at)
+    updated = parse_timestamp(snapshot.updated_at)
     observed = max(snapshot.observed_at, updated) if updated is not None else snapshot.observed_at
     identity = f"{snapshot.inquiry_id}|{snapshot.status}|{snapshot.updated_at or observed.isoformat()}"
     return ApiSnapshot(
