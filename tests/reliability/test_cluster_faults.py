@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import signal
 import socket
 import time
@@ -48,7 +49,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from gateway.tokens import TokenAuthority
 from persona_stream.localcluster import LocalKafkaCluster
-from persona_stream.localkafka import LocalKafka
+from persona_stream.localkafka import LocalKafka, LocalKafkaError
 from persona_stream.topics import TopicPlan, TopicSpec, create_topics
 from schemas.records import WEBHOOK_EVENT_ID_HEADER
 from tests.conftest import DEFAULTS
@@ -78,11 +79,8 @@ BROKERS = 3
 def cluster_ports() -> tuple[int, int]:
     """A client and a controller base port such that the six ports of three nodes are free."""
     for _ in range(100):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            base = int(probe.getsockname()[1])
-        if base + 2 * BROKERS > 65535:
-            continue
+        # below the kernel's ephemeral range, where no outgoing connection takes one meanwhile
+        base = random.randrange(20_000, 32_000 - 2 * BROKERS)
         try:
             held = []
             for port in range(base, base + 2 * BROKERS):
@@ -101,10 +99,18 @@ def cluster_ports() -> tuple[int, int]:
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafkaCluster]:
     jars = LocalKafka.in_cache(DEFAULTS.cache_dir, 0, 0).jars
-    port, controller_port = cluster_ports()
-    cluster = LocalKafkaCluster.in_directory(jars, tmp_path_factory.mktemp("cluster"), BROKERS, port, controller_port)
+    for attempt in range(3):  # ports free when chosen may be taken before the JVMs bind them
+        port, controller_port = cluster_ports()
+        home = tmp_path_factory.mktemp("cluster")
+        cluster = LocalKafkaCluster.in_directory(jars, home, BROKERS, port, controller_port)
+        try:
+            asyncio.run(cluster.start(timeout=240))
+            break
+        except LocalKafkaError as error:
+            cluster.stop()
+            if attempt == 2 or "Address already in use" not in str(error):
+                raise
     try:
-        asyncio.run(cluster.start(timeout=240))
         yield cluster
     finally:
         cluster.stop()
