@@ -3,6 +3,7 @@ FROM python:3.11-slim
 
 WORKDIR /app
 COPY pyproject.toml constraints.txt README.md ./
+COPY core ./core
 COPY persona_stream ./persona_stream
 COPY gateway ./gateway
 COPY processors ./processors

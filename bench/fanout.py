@@ -17,8 +17,8 @@ import orjson
 from websockets.asyncio.client import ClientConnection, connect
 
 from bench.harness import TOKEN_SECRET, WEBHOOK_SECRET, Bench, Result, percentile, rss
+from core.tokens import TokenAuthority
 from gateway.signatures import sign
-from gateway.tokens import TokenAuthority
 from persona_stream.scenarios import webhook_body
 
 

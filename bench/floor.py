@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from persona_stream.settings import Settings
-from persona_stream.topics import TopicPlan
+from core.settings import Settings
+from core.topics import TopicPlan
 from processors.runtime import Worker, WorkerApp
 
 FLOOR_SUFFIX = "-floor"

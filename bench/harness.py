@@ -27,8 +27,8 @@ from typing import Any
 
 import psutil
 
-from persona_stream.settings import Settings
-from persona_stream.topics import TopicPlan, create_topics
+from core.settings import Settings
+from core.topics import TopicPlan, create_topics
 
 TOKEN_SECRET = secrets.token_urlsafe(48)
 WEBHOOK_SECRET = "wbhsec_" + secrets.token_urlsafe(16)

@@ -16,7 +16,7 @@ from aiokafka import AIOKafkaProducer
 from websockets.asyncio.client import connect
 
 from bench.harness import TOKEN_SECRET, Bench, Result, percentile
-from gateway.tokens import TokenAuthority
+from core.tokens import TokenAuthority
 from persona_stream.gateways import cores
 from schemas.codec import encode
 from schemas.records import CallbackRecord

@@ -44,6 +44,9 @@ from aiohttp import web
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
 
+from core.settings import Settings
+from core.tokens import TokenAuthority
+from core.topics import TopicPlan
 from gateway.client_ws import IngestHandler
 from gateway.feeds import TopicFeed
 from gateway.http_edge import Edge, EdgeAppRunner, EdgeLimits
@@ -53,11 +56,8 @@ from gateway.metrics import GatewayMetrics
 from gateway.publisher import Publisher
 from gateway.statuses import StatusCache
 from gateway.subscribe_ws import AnalyticsHub, StatusHub, SubscribeHandler, serve_analytics
-from gateway.tokens import TokenAuthority
 from gateway.webhook_receiver import PATH as WEBHOOK_PATH
 from gateway.webhook_receiver import WebhookReceiver
-from persona_stream.settings import Settings
-from persona_stream.topics import TopicPlan
 
 log = logging.getLogger(__name__)
 

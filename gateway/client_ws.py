@@ -37,11 +37,11 @@ import orjson
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
+from core.tokens import Claims, Scope, TokenAuthority, TokenError
+from core.topics import TopicPlan
 from gateway.ingest import AckTracker, Close, Duplicate, IngestConnection, IngestLimits, Recent, Refresh, Reject, Write
 from gateway.metrics import GatewayMetrics
 from gateway.publisher import Message, Publisher, PublishError
-from gateway.tokens import Claims, Scope, TokenAuthority, TokenError
-from persona_stream.topics import TopicPlan
 from schemas.codec import decode, encode
 from schemas.errors import SchemaError
 from schemas.frames import (

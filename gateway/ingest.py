@@ -40,7 +40,7 @@ from typing import Any, Generic, TypeVar
 import orjson
 from pydantic import ValidationError
 
-from gateway.tokens import Claims
+from core.tokens import Claims
 from schemas.callbacks import FieldValue, OnCancel, OnComplete, inquiry_id_of
 from schemas.codec import validate
 from schemas.errors import SchemaError

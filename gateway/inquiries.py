@@ -32,7 +32,7 @@ import aiohttp
 import orjson
 from aiohttp import web
 
-from gateway.tokens import Claims, TokenAuthority, TokenError, bearer_token
+from core.tokens import Claims, TokenAuthority, TokenError, bearer_token
 from schemas.callbacks import is_inquiry_id
 from schemas.codec import decode, to_jsonable
 from schemas.errors import SchemaError

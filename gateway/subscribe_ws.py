@@ -20,11 +20,11 @@ import orjson
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
+from core.tokens import Claims, TokenAuthority
 from gateway.client_ws import Lease, authenticate, close, ready_frame
 from gateway.metrics import GatewayMetrics
 from gateway.statuses import StatusCache
 from gateway.subscriptions import Channel, may_see, plan, refusal
-from gateway.tokens import Claims, TokenAuthority
 from schemas.codec import decode, encode
 from schemas.errors import SchemaError
 from schemas.frames import (

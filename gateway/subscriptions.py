@@ -37,8 +37,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from core.tokens import Claims
 from gateway.statuses import StatusCache
-from gateway.tokens import Claims
 from schemas.records import StatusRecord
 
 ChannelKind = Literal["inquiry", "mine", "all"]

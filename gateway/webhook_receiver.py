@@ -30,11 +30,11 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
+from core.topics import TopicPlan
 from gateway.ingest import Recent
 from gateway.metrics import GatewayMetrics
 from gateway.publisher import Message, Publisher, PublishError
 from gateway.signatures import SignatureError, verify
-from persona_stream.topics import TopicPlan
 from schemas.codec import decode, encode
 from schemas.errors import SchemaError
 from schemas.records import (

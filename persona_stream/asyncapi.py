@@ -1,6 +1,6 @@
 """``docs/asyncapi.yaml``: every Kafka topic and websocket channel, generated from the code.
 
-The topic names, keys and partitioning come from :class:`~persona_stream.topics.TopicPlan`; every
+The topic names, keys and partitioning come from :class:`~core.topics.TopicPlan`; every
 message payload is the JSON Schema of the pydantic model that crosses that wire. The document is
 AsyncAPI 3.0, written from persona-stream's side: it *sends* what it writes and *receives* what it
 reads. A test regenerates it and fails when the committed file is stale; CI validates it with the
@@ -14,8 +14,8 @@ from typing import Any
 
 import yaml
 
-from persona_stream.settings import Settings
-from persona_stream.topics import TopicPlan, TopicSpec
+from core.settings import Settings
+from core.topics import TopicPlan, TopicSpec
 from schemas import callbacks, frames, records, webhooks
 from schemas.export import json_schema
 

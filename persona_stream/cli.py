@@ -1,6 +1,6 @@
 """The ``persona-stream`` command line.
 
-Every command builds :class:`~persona_stream.settings.Settings` once from the environment and
+Every command builds :class:`~core.settings.Settings` once from the environment and
 passes it down. Exit codes: 0 success, 1 failure, 2 bad usage or configuration, 3 "not running"
 (``kafka status``) or stale files (``schemas export --check``), 130 interrupted (a ``reconcile
 --since`` backfill: run it again to resume).
@@ -23,10 +23,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from core.settings import Settings
+from core.topics import TopicPlan, create_topics
 from persona_stream.localcluster import LocalKafkaCluster
 from persona_stream.localkafka import KAFKA_VERSION, LocalKafkaError
-from persona_stream.settings import Settings
-from persona_stream.topics import TopicPlan, create_topics
 
 Handler = Callable[[argparse.Namespace, Settings], int]
 
@@ -138,7 +138,7 @@ def _schemas_export(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _token_mint(args: argparse.Namespace, settings: Settings) -> int:
-    from gateway.tokens import TokenAuthority, parse_ttl
+    from core.tokens import TokenAuthority, parse_ttl
 
     if settings.token_secret is None:
         print("persona-stream: set PERSONA_STREAM_TOKEN_SECRET (at least 32 bytes) to mint tokens", file=sys.stderr)
@@ -243,7 +243,7 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _simulate(args: argparse.Namespace, settings: Settings) -> int:
-    from gateway.tokens import TokenAuthority
+    from core.tokens import TokenAuthority
     from persona_stream.simulator import SimulationConfig, Simulator
 
     if settings.token_secret is None or not settings.webhook_secrets:

@@ -39,7 +39,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
-from persona_stream.settings import Settings
+from core.settings import Settings
 
 STOP_TIMEOUT = 30.0
 MAX_RESTARTS = 5

@@ -48,7 +48,7 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.client import AIOKafkaClient, CoordinationType
 
-from persona_stream.topics import ensure_topic
+from core.topics import ensure_topic
 
 KAFKA_VERSION = "4.1.1"
 """The one pinned Kafka version; docker-compose.yml runs ``apache/kafka`` at the same version."""

@@ -25,12 +25,12 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 
-from gateway.tokens import TokenAuthority
+from core.settings import Settings
+from core.tokens import TokenAuthority
+from core.topics import TopicPlan, create_topics
 from persona_stream.gateways import cores
 from persona_stream.localcluster import LocalKafkaCluster
 from persona_stream.localkafka import KAFKA_VERSION
-from persona_stream.settings import Settings
-from persona_stream.topics import TopicPlan, create_topics
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")

@@ -1,4 +1,4 @@
-"""The configuration table of README.md, generated from :class:`~persona_stream.settings.Settings`."""
+"""The configuration table of README.md, generated from :class:`~core.settings.Settings`."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 from pydantic import SecretStr
 from pydantic.fields import FieldInfo
 
-from persona_stream.settings import Settings
+from core.settings import Settings
 
 START, END = "<!-- settings:start -->", "<!-- settings:end -->"
 

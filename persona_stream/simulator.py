@@ -23,8 +23,8 @@ import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
+from core.tokens import TokenAuthority
 from gateway.signatures import sign
-from gateway.tokens import TokenAuthority
 from persona_stream.scenarios import InquiryPlan, plan_inquiry
 
 

@@ -33,9 +33,9 @@ from typing import Any
 
 from mode.utils.times import want_seconds
 
-from gateway.tokens import TokenAuthority, TokenError, bearer_token
-from persona_stream.settings import Settings
-from persona_stream.topics import TopicPlan, TopicSpec, create_topics
+from core.settings import Settings
+from core.tokens import TokenAuthority, TokenError, bearer_token
+from core.topics import TopicPlan, TopicSpec, create_topics
 from processors import retries
 from processors.analytics import WindowConfig
 from processors.correlation import Config

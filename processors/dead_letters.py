@@ -19,8 +19,8 @@ from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from persona_stream.settings import Settings
-from persona_stream.topics import TopicPlan
+from core.settings import Settings
+from core.topics import TopicPlan
 from schemas.codec import decode
 from schemas.errors import SchemaError
 from schemas.records import WEBHOOK_EVENT_ID_HEADER, WEBHOOK_RECEIVED_AT_HEADER, DeadLetter

@@ -46,7 +46,7 @@ from urllib.parse import parse_qs, urlsplit
 import aiohttp
 from pydantic import SecretStr, ValidationError
 
-from persona_stream.settings import Settings
+from core.settings import Settings
 from schemas.webhooks import InquiryObject
 
 log = logging.getLogger(__name__)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from persona_stream.topics import TopicPlan
+from core.topics import TopicPlan
 from processors import analytics, correlation, sessions
 from processors.batch import Batch, Pending
 from processors.metrics import WorkerMetrics

@@ -41,8 +41,8 @@ from typing import Any, TextIO
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from persona_stream.settings import Settings
-from persona_stream.topics import TopicPlan
+from core.settings import Settings
+from core.topics import TopicPlan
 from processors.correlation import parse_timestamp
 from processors.persona_api import InquirySnapshot, PersonaApiClient, PersonaApiError
 from schemas.callbacks import INQUIRY_ID_PATTERN, is_inquiry_id

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from core.settings import Settings
 from persona_stream.localkafka import LocalKafka
-from persona_stream.settings import Settings
 
 DEFAULTS = Settings.model_construct()
 

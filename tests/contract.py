@@ -37,7 +37,7 @@ TOPIC_SCHEMAS = {
     "analytics": "analytics-record",
     "dead-letters": "dead-letter",
 }
-"""The schema of each public topic, by the part of its name after the prefix (persona_stream/topics.py)."""
+"""The schema of each public topic, by the part of its name after the prefix (core/topics.py)."""
 
 FORMATS = FormatChecker(formats=())
 _RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")

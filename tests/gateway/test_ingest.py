@@ -7,6 +7,7 @@ from typing import Any
 import orjson
 import pytest
 
+from core.tokens import Claims
 from gateway.ingest import (
     AckTracker,
     Close,
@@ -19,7 +20,6 @@ from gateway.ingest import (
     TokenBucket,
     Write,
 )
-from gateway.tokens import Claims
 from schemas.callbacks import FieldValue, OnCancel, OnComplete
 from schemas.records import CallbackRecord, SessionLink
 

@@ -4,9 +4,9 @@ from datetime import UTC, datetime
 
 import pytest
 
+from core.tokens import Claims
 from gateway.statuses import StatusCache
 from gateway.subscriptions import Channel, may_see, plan, refusal
-from gateway.tokens import Claims
 from schemas.records import Cause, StatusRecord
 
 AT = datetime(2026, 3, 1, tzinfo=UTC)

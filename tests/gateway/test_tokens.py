@@ -6,7 +6,7 @@ import json
 import jwt
 import pytest
 
-from gateway.tokens import TokenAuthority, TokenError, bearer_token, parse_ttl
+from core.tokens import TokenAuthority, TokenError, bearer_token, parse_ttl
 
 SECRET = b"k" * 32
 NOW = 1_800_000_000

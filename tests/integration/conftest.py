@@ -6,10 +6,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from core.settings import Settings
+from core.tokens import TokenAuthority
+from core.topics import TopicPlan, create_topics
 from gateway.app import Gateway, create_gateway
-from gateway.tokens import TokenAuthority
-from persona_stream.settings import Settings
-from persona_stream.topics import TopicPlan, create_topics
 
 TOKEN_SECRET = "t" * 48
 WEBHOOK_SECRET = "wbhsec_test_current"

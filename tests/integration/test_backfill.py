@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from persona_stream.settings import Settings
-from persona_stream.topics import TopicPlan, create_topics
+from core.settings import Settings
+from core.topics import TopicPlan, create_topics
 from processors.persona_api import PersonaApiClient
 from processors.reconcile import Backfill
 from schemas.codec import decode

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from persona_stream.topics import ensure_topic
+from core.topics import ensure_topic
 from tests.kafkautil import consume, produce
 
 pytestmark = pytest.mark.integration

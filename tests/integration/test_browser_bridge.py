@@ -16,9 +16,9 @@ from typing import Any
 import aiohttp
 import pytest
 
+from core.tokens import TokenAuthority
 from gateway.app import Gateway
 from gateway.signatures import sign
-from gateway.tokens import TokenAuthority
 from schemas.codec import decode
 from schemas.records import AnalyticsRecord, CallbackRecord, ClientEvent
 from tests.fixtures.webhooks import body, inquiry_event

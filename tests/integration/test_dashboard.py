@@ -14,7 +14,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from gateway.tokens import TokenAuthority
+from core.tokens import TokenAuthority
 from persona_stream.simulator import Report, SimulationConfig, Simulator
 from tests.integration.conftest import WEBHOOK_SECRET, gateway_settings, started_gateway
 from tests.integration.workers import Worker, worker_env

@@ -20,8 +20,8 @@ import aiohttp
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from core.tokens import TokenAuthority
 from gateway.signatures import sign
-from gateway.tokens import TokenAuthority
 from schemas.codec import encode
 from schemas.records import DeadLetter
 from tests.fixtures.webhooks import body, inquiry_event

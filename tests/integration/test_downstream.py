@@ -17,9 +17,9 @@ import orjson
 import pytest
 from websockets.asyncio.client import connect
 
+from core.tokens import TokenAuthority
 from gateway.app import Gateway
 from gateway.signatures import sign
-from gateway.tokens import TokenAuthority
 from persona_stream.simulator import Report, SimulationConfig, Simulator
 from schemas.codec import decode
 from schemas.records import StatusRecord

@@ -11,9 +11,9 @@ import aiohttp
 import pytest
 from websockets.exceptions import ConnectionClosed
 
+from core.tokens import TokenAuthority
 from gateway.app import Gateway
 from gateway.signatures import sign
-from gateway.tokens import TokenAuthority
 from persona_stream.localkafka import LocalKafka
 from schemas.codec import decode
 from schemas.records import CallbackRecord, ClientEvent

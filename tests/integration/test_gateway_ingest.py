@@ -9,8 +9,8 @@ from typing import Any
 import orjson
 import pytest
 
+from core.tokens import TokenAuthority
 from gateway.app import Gateway
-from gateway.tokens import TokenAuthority
 from schemas.codec import decode
 from schemas.records import ClientEvent
 from tests.kafkautil import consume

@@ -21,10 +21,10 @@ import aiohttp
 import pytest
 from websockets.exceptions import ConnectionClosed
 
+from core.settings import Settings
+from core.tokens import TokenAuthority
+from core.topics import TopicPlan, create_topics
 from gateway.signatures import sign
-from gateway.tokens import TokenAuthority
-from persona_stream.settings import Settings
-from persona_stream.topics import TopicPlan, create_topics
 from schemas.codec import decode
 from schemas.records import WEBHOOK_EVENT_ID_HEADER, CallbackRecord, ClientEvent
 from tests.fixtures.webhooks import body, inquiry_event

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from core.tokens import TokenAuthority
 from gateway.app import Gateway
-from gateway.tokens import TokenAuthority
 from schemas.codec import decode
 from schemas.records import CallbackRecord, ClientEvent
 from tests.integration.conftest import gateway_settings, started_gateway

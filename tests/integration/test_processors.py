@@ -14,8 +14,8 @@ from typing import Any
 import orjson
 import pytest
 
-from persona_stream.settings import Settings
-from persona_stream.topics import TopicPlan, create_topics
+from core.settings import Settings
+from core.topics import TopicPlan, create_topics
 from processors.correlation import Config, apply_webhook
 from schemas.codec import decode, encode, validate
 from schemas.records import WEBHOOK_RECEIVED_AT_HEADER, AnalyticsRecord, CallbackRecord, DeadLetter, StatusRecord
@@ -195,7 +195,7 @@ async def test_kill_9_mid_stream_recovers_the_view_with_no_duplicate_version_and
 async def fetch_view(port: int, inquiry: str) -> InquiryView:
     import aiohttp
 
-    from gateway.tokens import TokenAuthority
+    from core.tokens import TokenAuthority
     from tests.integration.conftest import TOKEN_SECRET
 
     token = TokenAuthority(TOKEN_SECRET.encode()).mint("gateway", "firehose", 60)

@@ -24,9 +24,9 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
+from core.tokens import TokenAuthority
+from core.topics import TopicPlan, create_topics
 from gateway.signatures import sign
-from gateway.tokens import TokenAuthority
-from persona_stream.topics import TopicPlan, create_topics
 from schemas.codec import decode, encode
 from schemas.records import ApiSnapshot, ReconcileRequest
 from tests.fixtures.persona_api import Fault, PersonaStandIn, inquiry, persona_api

@@ -7,7 +7,7 @@ from pathlib import Path
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from persona_stream.settings import Settings
+from core.settings import Settings
 from processors.app import create_app
 from processors.restore import restore
 from processors.store import Store

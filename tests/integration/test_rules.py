@@ -17,7 +17,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from gateway.tokens import TokenAuthority
+from core.tokens import TokenAuthority
 from processors.correlation import Config, apply_webhook
 from schemas.codec import decode
 from schemas.records import StatusRecord

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
+from core.tokens import TokenAuthority
 from gateway.app import Gateway
-from gateway.tokens import TokenAuthority
 from tests.wsclient import Client
 
 pytestmark = pytest.mark.integration

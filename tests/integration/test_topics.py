@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from persona_stream.settings import Settings
-from persona_stream.topics import TopicPlan, TopicSpec, create_topics
+from core.settings import Settings
+from core.topics import TopicPlan, TopicSpec, create_topics
 
 pytestmark = pytest.mark.integration
 

@@ -12,8 +12,8 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
+from core.tokens import TokenAuthority
 from gateway.app import Gateway
-from gateway.tokens import TokenAuthority
 from persona_stream.simulator import SimulationConfig, Simulator
 from tests.integration.conftest import WEBHOOK_SECRET, gateway_settings, started_gateway
 from tests.integration.workers import Worker, worker_env

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from core.settings import Settings
+from core.topics import TopicPlan
 from persona_stream.asyncapi import document, render
-from persona_stream.settings import Settings
-from persona_stream.topics import TopicPlan
 from tests.nodejs import run_node
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "asyncapi.yaml"

@@ -11,7 +11,7 @@ import urllib.request
 
 import pytest
 
-from gateway.tokens import TokenAuthority
+from core.tokens import TokenAuthority
 from persona_stream.cli import build_parser, main
 
 SECRET = "c" * 40

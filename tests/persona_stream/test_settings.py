@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from core.settings import Settings
 from persona_stream.localcluster import LocalKafkaCluster
 from persona_stream.localkafka import LocalKafkaError
-from persona_stream.settings import Settings
 
 
 def test_unset_bootstrap_servers_means_the_embedded_kafka() -> None:

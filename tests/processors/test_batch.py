@@ -15,8 +15,8 @@ import orjson
 import pytest
 from faust.types import TP
 
-from persona_stream.settings import Settings
-from persona_stream.topics import TopicPlan
+from core.settings import Settings
+from core.topics import TopicPlan
 from processors.analytics import WindowConfig
 from processors.batch import Batch
 from processors.correlation import Config

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import pytest
 from pydantic import SecretStr
 
-from persona_stream.settings import Settings
+from core.settings import Settings
 from processors.persona_api import (
     BACKOFF_CAP_SECONDS,
     PersonaApiAuthError,

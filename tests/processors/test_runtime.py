@@ -16,7 +16,7 @@ import pytest
 from faust.transport.drivers import aiokafka as faust_driver
 from faust.types import TP
 
-from persona_stream.settings import Settings
+from core.settings import Settings
 from processors import driver, versions
 from processors.app import create_app
 from processors.runtime import WorkerApp

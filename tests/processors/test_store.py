@@ -10,7 +10,7 @@ from typing import Any
 
 from faust.types import TP
 
-from persona_stream.settings import Settings
+from core.settings import Settings
 from processors.app import create_app
 from processors.store import CommittedWrites, Store
 from processors.tables import partition_of

@@ -47,10 +47,10 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 
-from gateway.tokens import TokenAuthority
+from core.tokens import TokenAuthority
+from core.topics import TopicPlan, TopicSpec, create_topics
 from persona_stream.localcluster import LocalKafkaCluster
 from persona_stream.localkafka import LocalKafka, LocalKafkaError
-from persona_stream.topics import TopicPlan, TopicSpec, create_topics
 from schemas.records import WEBHOOK_EVENT_ID_HEADER
 from tests.conftest import DEFAULTS
 from tests.integration.conftest import TOKEN_SECRET, gateway_settings, started_gateway
@@ -335,7 +335,7 @@ async def test_processing_survives_the_status_leader_killed_with_no_version_lost
     report = Report([])
     await restart(cluster)
     bootstrap = cluster.bootstrap_servers
-    from persona_stream.settings import Settings
+    from core.settings import Settings
 
     plan = TopicPlan.from_settings(
         Settings(kafka_bootstrap_servers=bootstrap, topic_prefix=unique, partitions=1, replication_factor=3)

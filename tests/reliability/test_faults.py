@@ -47,10 +47,10 @@ import pytest
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from websockets.exceptions import WebSocketException
 
+from core.tokens import TokenAuthority
+from core.topics import TopicPlan, TopicSpec, create_topics
 from gateway.signatures import sign
-from gateway.tokens import TokenAuthority
 from persona_stream.localkafka import LocalKafka
-from persona_stream.topics import TopicPlan, TopicSpec, create_topics
 from schemas.codec import decode
 from schemas.records import WEBHOOK_EVENT_ID_HEADER, CallbackRecord, ClientEvent
 from tests.conftest import DEFAULTS

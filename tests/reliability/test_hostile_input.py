@@ -56,14 +56,14 @@ from hypothesis.strategies import SearchStrategy as Strategy
 from jwt.utils import base64url_decode, base64url_encode
 from pydantic import SecretStr
 
+from core.settings import Settings
+from core.tokens import Claims, Scope, TokenAuthority, TokenError
+from core.topics import TopicPlan
 from gateway.app import Gateway, create_gateway
 from gateway.ingest import Close, Duplicate, IngestConnection, IngestLimits, Recent, Reject, Write
 from gateway.publisher import Message, PublishError
 from gateway.signatures import SignatureError, sign, verify
-from gateway.tokens import Claims, Scope, TokenAuthority, TokenError
 from gateway.webhook_receiver import PATH
-from persona_stream.settings import Settings
-from persona_stream.topics import TopicPlan
 from schemas.callbacks import EventName
 from schemas.codec import decode, encode
 from schemas.errors import SchemaError

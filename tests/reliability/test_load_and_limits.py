@@ -63,11 +63,11 @@ from websockets.protocol import State
 from websockets.uri import parse_uri
 
 from bench.harness import percentile
+from core.tokens import Scope, TokenAuthority
+from core.topics import TopicPlan, create_topics
 from gateway.app import Gateway
 from gateway.signatures import sign
-from gateway.tokens import Scope, TokenAuthority
 from persona_stream.scenarios import TEMPLATE_ID, InquiryPlan, plan_inquiry
-from persona_stream.topics import TopicPlan, create_topics
 from schemas.codec import encode
 from schemas.records import Cause, StatusRecord
 from tests.fixtures.webhooks import body, inquiry_event

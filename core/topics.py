@@ -36,7 +36,7 @@ from typing import Literal
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
-from persona_stream.settings import Settings
+from core.settings import Settings
 
 DAY_MS = 24 * 60 * 60 * 1000
 
