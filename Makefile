@@ -24,6 +24,7 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy .
+	$(BIN)/lint-imports
 	$(BIN)/persona-stream schemas export --check
 
 $(NODE_TOOLS): tests/browser/package-lock.json
