@@ -1,0 +1,12 @@
+"""The shell: what runs and assembles the gateway and the workers, and nothing they depend on.
+
+The ``persona-stream`` command line (:mod:`persona_stream.cli`), the whole pipeline on one machine
+(:mod:`persona_stream.runner`, :mod:`persona_stream.gateways`), the Kafka it starts itself
+(:mod:`persona_stream.localkafka`, :mod:`persona_stream.localcluster`), the simulator and its flows
+(:mod:`persona_stream.simulator`, :mod:`persona_stream.scenarios`), and the generators of
+docs/asyncapi.yaml and README.md's configuration table.
+
+May import: third-party libraries, :mod:`gateway`, :mod:`processors`, :mod:`core` and :mod:`schemas`.
+Never :mod:`bench`: the command line finds its ``bench`` subcommand through an entry point, not an
+import (``lint-imports`` checks it; see docs/architecture.md).
+"""
