@@ -27,6 +27,7 @@ from core.settings import Settings
 from core.topics import TopicPlan, create_topics
 from persona_stream.localcluster import LocalKafkaCluster
 from persona_stream.localkafka import KAFKA_VERSION, LocalKafkaError
+from schemas.errors import Code
 
 Handler = Callable[[argparse.Namespace, Settings], int]
 
@@ -294,7 +295,10 @@ def _bench(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _no_api_key(command: str) -> int:
-    print(f"persona-stream: {command} needs PERSONA_STREAM_PERSONA_API_KEY [persona-api-key-missing]", file=sys.stderr)
+    print(
+        f"persona-stream: {command} needs PERSONA_STREAM_PERSONA_API_KEY [{Code.PERSONA_API_KEY_MISSING}]",
+        file=sys.stderr,
+    )
     return 2
 
 
@@ -345,7 +349,9 @@ def _reconcile(args: argparse.Namespace, settings: Settings) -> int:
     if settings.persona_api_key is None:
         return _no_api_key("reconcile")
     if bool(args.inquiry) == (args.since is not None):
-        print("persona-stream: reconcile takes --inquiry ID... or --since DATE [reconcile-usage]", file=sys.stderr)
+        print(
+            f"persona-stream: reconcile takes --inquiry ID... or --since DATE [{Code.RECONCILE_USAGE}]", file=sys.stderr
+        )
         return 2
     if args.inquiry:
         result = asyncio.run(reconcile_ids(settings, args.inquiry))
