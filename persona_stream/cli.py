@@ -113,11 +113,12 @@ def _topics_create(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _schemas_export(args: argparse.Namespace, settings: Settings) -> int:
-    from persona_stream import asyncapi, settings_doc
+    from persona_stream import asyncapi, protocol_doc, settings_doc
     from schemas.export import export, stale_files
 
     directory = Path(args.directory)
     asyncapi_path = directory.parent / "asyncapi.yaml"
+    protocol = directory.parent / "protocol.md"
     readme = Path(args.readme)
     defaults = Settings.model_construct()  # the documents describe the defaults, not this shell's environment
     if args.check:
@@ -126,6 +127,8 @@ def _schemas_export(args: argparse.Namespace, settings: Settings) -> int:
             stale.append(str(asyncapi_path))
         if not settings_doc.readme_is_current(readme):
             stale.append(f"{readme} (configuration table)")
+        if not protocol_doc.is_current(protocol):
+            stale.append(f"{protocol} (code tables)")
         for name in stale:
             print(f"stale: {name}")
         return 3 if stale else 0
@@ -135,6 +138,8 @@ def _schemas_export(args: argparse.Namespace, settings: Settings) -> int:
     print(f"wrote {asyncapi_path}")
     if settings_doc.update_readme(readme):
         print(f"updated the configuration table of {readme}")
+    if protocol_doc.update(protocol):
+        print(f"updated the code tables of {protocol}")
     return 0
 
 

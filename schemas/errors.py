@@ -180,22 +180,6 @@ class Code(StrEnum):
             "`start` metadata); `field` is `inquiry`",
         ),
     )
-    RATE_LIMITED = (
-        "rate-limited",
-        True,
-        Use(
-            Table.CLIENT_FRAME,
-            "over `rate_per_second` (burst `rate_burst`); the frame is not written, and the connection closes "
-            "(1013 `rate-limited`)",
-        ),
-        Use(
-            Table.CLOSE,
-            "over the rate limit; nothing after the limited frame was acknowledged",
-            1013,
-            "reconnect with backoff, resend unacknowledged frames, pace them",
-        ),
-    )
-
     # --- /v1/subscribe --------------------------------------------------------------------------
     CHANNEL_FORBIDDEN = (
         "channel-forbidden",
@@ -239,6 +223,7 @@ class Code(StrEnum):
         False,
         Use(Table.CLOSE, "the `auth` frame has no token (absent, null or empty)", 1008, "get a token, then reconnect"),
         Use(Table.INQUIRY_VIEW, _TOKEN_REFUSED, 401),
+        Use(Table.WORKER_VIEW, _WORKER_TOKEN, 401),
     )
     TOKEN_INVALID = (
         "token-invalid",
@@ -288,12 +273,7 @@ class Code(StrEnum):
     INTERNAL_ERROR = (
         "internal-error",
         True,
-        Use(
-            Table.CLOSE,
-            "a server fault (a missed pong closes with 1011 and the library's text)",
-            1011,
-            "reconnect with backoff",
-        ),
+        Use(Table.CLOSE, "a server fault", 1011, "reconnect with backoff"),
     )
     KAFKA_UNAVAILABLE = (
         "kafka-unavailable",
@@ -309,6 +289,21 @@ class Code(StrEnum):
             "Kafka did not confirm within `produce_timeout_seconds`; `Retry-After: 5`",
             503,
             "retries",
+        ),
+    )
+    RATE_LIMITED = (
+        "rate-limited",
+        True,
+        Use(
+            Table.CLIENT_FRAME,
+            "over `rate_per_second` (burst `rate_burst`); the frame is not written, and the connection closes "
+            "(1013 `rate-limited`)",
+        ),
+        Use(
+            Table.CLOSE,
+            "over the rate limit; nothing after the limited frame was acknowledged",
+            1013,
+            "reconnect with backoff, resend unacknowledged frames, pace them",
         ),
     )
     SLOW_CONSUMER = (

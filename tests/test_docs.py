@@ -8,6 +8,26 @@ ROOT = Path(__file__).resolve().parents[1]
 PROTOCOL = (ROOT / "docs" / "protocol.md").read_text()
 
 
+def test_the_code_tables_of_the_protocol_document_are_current() -> None:
+    from persona_stream import protocol_doc
+
+    assert protocol_doc.is_current(ROOT / "docs" / "protocol.md"), "run: persona-stream schemas export"
+
+
+def test_every_code_is_in_a_generated_table_of_the_protocol_document() -> None:
+    from persona_stream.protocol_doc import markers
+    from schemas.errors import Code, Table
+
+    tables = ""
+    for table in Table:
+        start, end = markers(table)
+        tables += PROTOCOL.split(start, 1)[1].split(end, 1)[0]
+    missing = sorted(code for code in Code if f"`{code}`" not in tables)
+    assert missing == [], f"give these codes a Use: {missing}"
+    for code in Code:
+        assert code.uses, f"{code} is in no table"
+
+
 def test_every_frame_type_is_in_the_protocol_document() -> None:
     from typing import get_args
 
