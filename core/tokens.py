@@ -33,6 +33,7 @@ from typing import Literal, get_args
 import jwt
 
 from schemas.callbacks import is_inquiry_id
+from schemas.errors import Code, PersonaStreamError
 
 Scope = Literal["ingest", "subscribe", "firehose", "analytics"]
 SCOPES: tuple[str, ...] = get_args(Scope)
@@ -41,10 +42,10 @@ MIN_SECRET_BYTES = 32
 LEEWAY_SECONDS = 5
 
 
-class TokenError(Exception):
+class TokenError(PersonaStreamError):
     """A token that does not open the door; ``code`` is stable and documented."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: Code, message: str) -> None:
         super().__init__(message)
         self.code = code
 
@@ -89,7 +90,7 @@ class TokenAuthority:
     def verify(self, token: str | None, allowed: tuple[Scope, ...], *, now: float | None = None) -> Claims:
         """The token's claims, if it is genuine, current, and of one of the ``allowed`` scopes."""
         if not token:
-            raise TokenError("token-missing", "a token is required")
+            raise TokenError(Code.TOKEN_MISSING, "a token is required")
         try:
             raw = jwt.decode(
                 token,
@@ -99,27 +100,27 @@ class TokenAuthority:
                 options={"require": ["sub", "exp", "scope"], "verify_exp": False, "verify_iat": False},
             )
         except jwt.InvalidTokenError as exc:
-            raise TokenError("token-invalid", f"the token is not valid: {exc}") from None
+            raise TokenError(Code.TOKEN_INVALID, f"the token is not valid: {exc}") from None
         expires = raw["exp"]
         if not isinstance(expires, int | float) or isinstance(expires, bool) or not math.isfinite(expires):
-            raise TokenError("token-invalid", "exp must be a number")
+            raise TokenError(Code.TOKEN_INVALID, "exp must be a number")
         current = time.time() if now is None else now
         if expires + (LEEWAY_SECONDS if now is None else 0) <= current:
-            raise TokenError("token-expired", "the token has expired")
+            raise TokenError(Code.TOKEN_EXPIRED, "the token has expired")
         scope, subject = raw.get("scope"), raw.get("sub")
         if scope not in SCOPES:
-            raise TokenError("token-invalid", "unknown scope")
+            raise TokenError(Code.TOKEN_INVALID, "unknown scope")
         if scope not in allowed:
             raise TokenError(
-                "token-scope", f"scope {scope!r} does not open this endpoint (needs {' or '.join(allowed)})"
+                Code.TOKEN_SCOPE, f"scope {scope!r} does not open this endpoint (needs {' or '.join(allowed)})"
             )
         inquiry, template = raw.get("inq"), raw.get("tmpl")
         if not isinstance(subject, str) or not 0 < len(subject) <= 200:
-            raise TokenError("token-invalid", "sub must be a non-empty string")
+            raise TokenError(Code.TOKEN_INVALID, "sub must be a non-empty string")
         if inquiry is not None and not (isinstance(inquiry, str) and is_inquiry_id(inquiry)):
-            raise TokenError("token-invalid", "inq must be an inquiry id")
+            raise TokenError(Code.TOKEN_INVALID, "inq must be an inquiry id")
         if template is not None and not (isinstance(template, str) and 0 < len(template) <= 200):
-            raise TokenError("token-invalid", "tmpl must be a string")
+            raise TokenError(Code.TOKEN_INVALID, "tmpl must be a string")
         return Claims(subject, scope, int(expires), inquiry, template)
 
     def refresh(self, current: Claims, token: str, allowed: tuple[Scope, ...], *, now: float | None = None) -> Claims:
@@ -133,7 +134,9 @@ class TokenAuthority:
             current.template_id,
         )
         if not same:
-            raise TokenError("token-mismatch", "a refresh token must name the connection's subject, scope and inquiry")
+            raise TokenError(
+                Code.TOKEN_MISMATCH, "a refresh token must name the connection's subject, scope and inquiry"
+            )
         return claims
 
 

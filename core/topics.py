@@ -37,6 +37,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from core.settings import Settings
+from schemas.errors import PersonaStreamError
 
 DAY_MS = 24 * 60 * 60 * 1000
 
@@ -116,7 +117,7 @@ class TopicPlan:
         ]
 
 
-class TopicError(Exception):
+class TopicError(PersonaStreamError):
     """The cluster refused to create a topic (bad configuration, not enough brokers, ...)."""
 
     def __init__(self, topic: str, error_code: int, message: str) -> None:

@@ -58,6 +58,7 @@ from gateway.statuses import StatusCache
 from gateway.subscribe_ws import AnalyticsHub, StatusHub, SubscribeHandler, serve_analytics
 from gateway.webhook_receiver import PATH as WEBHOOK_PATH
 from gateway.webhook_receiver import WebhookReceiver
+from schemas.errors import Code
 
 log = logging.getLogger(__name__)
 
@@ -187,7 +188,7 @@ class Gateway:
         for handler in list(self.ingest_handlers):
             handler.shutdown()
         for connection in list(self.followers):
-            asyncio.get_running_loop().create_task(connection.close(1001, "shutdown"))
+            asyncio.get_running_loop().create_task(connection.close(1001, Code.SHUTDOWN))
         if self._ws_server is not None:
             self._ws_server.close(close_connections=False)
             with contextlib.suppress(TimeoutError):
@@ -240,7 +241,7 @@ class Gateway:
         except Exception:
             log.exception("websocket handler failed")
             with contextlib.suppress(Exception):
-                await connection.close(1011, "internal-error")
+                await connection.close(1011, Code.INTERNAL_ERROR)
         finally:
             gauge.dec()
 
@@ -335,7 +336,7 @@ class Gateway:
     async def _vendor(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
         if name not in VENDOR:
-            return web.json_response({"code": "not-found", "message": f"no file {name!r}"}, status=404)
+            return web.json_response({"code": Code.NOT_FOUND, "message": f"no file {name!r}"}, status=404)
         return web.Response(
             body=(VENDOR_DIR / name).read_bytes(),
             content_type=VENDOR[name],

@@ -43,7 +43,7 @@ from gateway.ingest import AckTracker, Close, Duplicate, IngestConnection, Inges
 from gateway.metrics import GatewayMetrics
 from gateway.publisher import Message, Publisher, PublishError
 from schemas.codec import decode, encode
-from schemas.errors import SchemaError
+from schemas.errors import Code, SchemaError
 from schemas.frames import (
     AckFrame,
     AnalyticsLimits,
@@ -69,7 +69,7 @@ async def authenticate(
     try:
         first = await asyncio.wait_for(connection.recv(), timeout)
     except TimeoutError:
-        await close(connection, 1008, "auth-timeout", metrics, discard_unread=True)
+        await close(connection, 1008, Code.AUTH_TIMEOUT, metrics, discard_unread=True)
         return None
     except ConnectionClosed:
         return None
@@ -77,7 +77,7 @@ async def authenticate(
         frame = decode(AuthFrame, first)
         return tokens.verify(frame.token, scopes)
     except SchemaError:
-        reason = "token-missing" if _tokenless_auth(first) else "auth-required"
+        reason = Code.TOKEN_MISSING if _tokenless_auth(first) else Code.AUTH_REQUIRED
         await close(connection, 1008, reason, metrics, discard_unread=True)
     except TokenError as exc:
         await close(connection, 1008, exc.code, metrics, discard_unread=True)
@@ -102,7 +102,7 @@ def _tokenless_auth(message: str | bytes) -> bool:
 async def close(
     connection: ServerConnection,
     code: int,
-    reason: str,
+    reason: Code,
     metrics: GatewayMetrics,
     *,
     within: float | None = None,
@@ -185,12 +185,12 @@ class Lease:
         self.expired = True
         if self.before_close is not None:
             await self.before_close()
-        await close(self.connection, TOKEN_EXPIRED, "token-expired", self.metrics)
+        await close(self.connection, TOKEN_EXPIRED, Code.TOKEN_EXPIRED, self.metrics)
 
     def refresh(self, token: str) -> RefreshedFrame | ErrorFrame:
         """Take a refresh token; the answer to send."""
         if self.expired:
-            return ErrorFrame(code="token-expired", message="the connection's token has expired")
+            return ErrorFrame(code=Code.TOKEN_EXPIRED, message="the connection's token has expired")
         try:
             self.claims = self.tokens.refresh(self.claims, token, self.scopes)
         except TokenError as exc:
@@ -243,7 +243,7 @@ class IngestHandler:
         if claims is None:
             return
         if not self.publisher.healthy:
-            await close(self.connection, 1013, "kafka-unavailable", self.metrics)
+            await close(self.connection, 1013, Code.KAFKA_UNAVAILABLE, self.metrics)
             return
         origin = self.connection.request.headers.get("Origin") if self.connection.request else None
         core = IngestConnection(claims, origin, self.limits, self.recent, now=time.monotonic())
@@ -268,7 +268,7 @@ class IngestHandler:
             # gateway shutdown: flush what is in flight, acknowledge it, then say goodbye
             await lease.stop()
             await self._drain()
-            await close(self.connection, 1001, "shutdown", self.metrics)
+            await close(self.connection, 1001, Code.SHUTDOWN, self.metrics)
             return
         await lease.stop()
         await self._drain()
@@ -279,7 +279,7 @@ class IngestHandler:
                 async with asyncio.timeout(self.idle_timeout):  # a timer, not a task per frame
                     message = await self.connection.recv()
             except TimeoutError:
-                await close(self.connection, 1000, "idle-timeout", self.metrics)
+                await close(self.connection, 1000, Code.IDLE_TIMEOUT, self.metrics)
                 return
             except ConnectionClosed:
                 return
@@ -323,7 +323,7 @@ class IngestHandler:
         except PublishError:
             if not self.failed:
                 self.failed = True
-                await close(self.connection, 1013, "kafka-unavailable", self.metrics)
+                await close(self.connection, 1013, Code.KAFKA_UNAVAILABLE, self.metrics)
             return
         finally:
             for _ in batch:

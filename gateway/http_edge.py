@@ -40,6 +40,7 @@ from aiohttp import web, web_protocol, web_server
 from aiohttp.streams import StreamReader
 
 from gateway.metrics import GatewayMetrics
+from schemas.errors import Code
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,7 @@ class ConnectionTable:
 
 def _refusal() -> bytes:
     body = json.dumps(
-        {"code": "too-many-connections", "message": "the gateway holds http_max_connections busy connections"}
+        {"code": Code.TOO_MANY_CONNECTIONS, "message": "the gateway holds http_max_connections busy connections"}
     ).encode()
     head = (
         "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1\r\n"

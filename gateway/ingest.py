@@ -43,7 +43,7 @@ from pydantic import ValidationError
 from core.tokens import Claims
 from schemas.callbacks import FieldValue, OnCancel, OnComplete, inquiry_id_of
 from schemas.codec import validate
-from schemas.errors import SchemaError
+from schemas.errors import Code, SchemaError
 from schemas.frames import CallbackFrame, ErrorFrame, RefreshFrame
 from schemas.records import CallbackRecord, SessionLink
 
@@ -87,7 +87,7 @@ class Reject:
 @dataclass(frozen=True)
 class Close:
     code: int
-    reason: str
+    reason: Code
 
 
 @dataclass(frozen=True)
@@ -159,9 +159,9 @@ class IngestConnection:
     def receive(self, message: str | bytes, now: float, received_at: datetime) -> Decision:
         """Decide what to do with one websocket message (``now``: monotonic seconds)."""
         if not self.bucket.take(now):
-            rejection = self._reject("rate-limited", "too many frames: reconnect later and resend", retriable=True)
+            rejection = self._reject(Code.RATE_LIMITED, "too many frames: reconnect later and resend")
             if isinstance(rejection, Reject):
-                return Reject(rejection.error, close=Close(1013, "rate-limited"))
+                return Reject(rejection.error, close=Close(1013, Code.RATE_LIMITED))
             return rejection
         try:
             return self._accept(CallbackFrame.model_validate_json(message), received_at)
@@ -170,30 +170,30 @@ class IngestConnection:
             # the JSON itself is beyond the parser every consumer uses (nested too deeply, say)
             unreadable = next((error for error in exc.errors() if error["type"] == "json_invalid"), None)
             if unreadable is not None:
-                return self._reject("invalid-json", f"the frame is not JSON that can be read: {unreadable['msg']}")
+                return self._reject(Code.INVALID_JSON, f"the frame is not JSON that can be read: {unreadable['msg']}")
         try:
             document: Any = orjson.loads(message)
         except orjson.JSONDecodeError:
-            return self._reject("invalid-json", "the frame is not JSON")
+            return self._reject(Code.INVALID_JSON, "the frame is not JSON")
         seq = document.get("seq") if isinstance(document, dict) else None
         seq = seq if isinstance(seq, int) and not isinstance(seq, bool) else None
         session_id = document.get("session") if isinstance(document, dict) else None
         session_id = session_id if isinstance(session_id, str) else None
         if not isinstance(document, dict) or not isinstance(document.get("type"), str):
-            return self._reject("invalid-frame", "a frame is an object with a type", field="type")
+            return self._reject(Code.INVALID_FRAME, "a frame is an object with a type", field="type")
         if document["type"] not in CLIENT_FRAME_TYPES:
-            return self._reject("unknown-frame-type", f"no frame type {document['type']!r} here", seq, session_id)
+            return self._reject(Code.UNKNOWN_FRAME_TYPE, f"no frame type {document['type']!r} here", seq, session_id)
         if document["type"] == "refresh":
             try:
                 return Refresh(validate(RefreshFrame, document).token)
             except SchemaError as exc:
-                return self._reject("invalid-frame", str(exc), field=exc.field)
+                return self._reject(Code.INVALID_FRAME, str(exc), field=exc.field)
         if "seq" not in document:
-            return self._reject("seq-missing", "a callback frame needs a seq", None, session_id, field="seq")
+            return self._reject(Code.SEQ_MISSING, "a callback frame needs a seq", None, session_id, field="seq")
         try:
             frame = validate(CallbackFrame, document)
         except SchemaError as exc:
-            return self._reject("invalid-frame", str(exc), seq, session_id, field=exc.field)
+            return self._reject(Code.INVALID_FRAME, str(exc), seq, session_id, field=exc.field)
         return self._accept(frame, received_at)
 
     def _accept(self, frame: CallbackFrame, received_at: datetime) -> Decision:
@@ -201,12 +201,12 @@ class IngestConnection:
         if state is None:
             if len(self.sessions) >= self.limits.max_sessions:
                 return self._reject(
-                    "too-many-sessions", "too many sessions on one connection", frame.seq, frame.session
+                    Code.TOO_MANY_SESSIONS, "too many sessions on one connection", frame.seq, frame.session
                 )
             state = self.sessions[frame.session] = _Session()
         if frame.seq <= state.last_seq:
             return self._reject(
-                "seq-repeated",
+                Code.SEQ_REPEATED,
                 f"seq {frame.seq} is not after {state.last_seq} on this connection",
                 frame.seq,
                 frame.session,
@@ -217,7 +217,7 @@ class IngestConnection:
         own = inquiry_id_of(frame.callback)
         if frame.inquiry is not None and own is not None and frame.inquiry != own:
             return self._reject(
-                "inquiry-mismatch",
+                Code.INQUIRY_MISMATCH,
                 f"the frame names {frame.inquiry} but its callback names {own}",
                 frame.seq,
                 frame.session,
@@ -225,7 +225,7 @@ class IngestConnection:
             )
         inquiry_id = frame.inquiry or own or state.inquiry_id
         if inquiry_id and self.claims.inquiry_id and inquiry_id != self.claims.inquiry_id:
-            return self._reject("inquiry-forbidden", "the token is for another inquiry", frame.seq, frame.session)
+            return self._reject(Code.INQUIRY_FORBIDDEN, "the token is for another inquiry", frame.seq, frame.session)
         state.last_seq = frame.seq
         records: list[CallbackRecord | SessionLink] = []
         # every part was validated already (the frame, the token's claims): construct, don't revalidate
@@ -263,19 +263,18 @@ class IngestConnection:
 
     def _reject(
         self,
-        code: str,
+        code: Code,
         message: str,
         seq: int | None = None,
         session: str | None = None,
         *,
         field: str | None = None,
-        retriable: bool = False,
     ) -> Decision:
         self.errors += 1
         if self.errors > self.limits.max_errors:
-            return Close(1008, "too-many-errors")
+            return Close(1008, Code.TOO_MANY_ERRORS)
         return Reject(
-            ErrorFrame(code=code, message=message, seq=seq, session=session, field=field, retriable=retriable)
+            ErrorFrame(code=code, message=message, seq=seq, session=session, field=field, retriable=code.retriable)
         )
 
 

@@ -35,7 +35,7 @@ from aiohttp import web
 from core.tokens import Claims, TokenAuthority, TokenError, bearer_token
 from schemas.callbacks import is_inquiry_id
 from schemas.codec import decode, to_jsonable
-from schemas.errors import SchemaError
+from schemas.errors import Code, SchemaError
 from schemas.views import InquiryView, Provenance
 
 PROVENANCE = to_jsonable(Provenance())
@@ -72,7 +72,7 @@ class InquiryReader:
             return _answer(401, exc.code, str(exc))
         inquiry_id = request.match_info["inquiry_id"]
         if not is_inquiry_id(inquiry_id):
-            return _answer(400, "invalid-inquiry-id", "not an inquiry id")
+            return _answer(400, Code.INVALID_INQUIRY_ID, "not an inquiry id")
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=self.timeout)
         try:
@@ -83,17 +83,17 @@ class InquiryReader:
                 body = await response.read()
                 status = response.status
         except (aiohttp.ClientError, TimeoutError) as exc:
-            return _answer(503, "views-unavailable", f"no worker answered: {exc!r}")
+            return _answer(503, Code.VIEWS_UNAVAILABLE, f"no worker answered: {exc!r}")
         if status == 404:
-            return _answer(404, "not-found", "no such inquiry")
+            return _answer(404, Code.NOT_FOUND, "no such inquiry")
         if status != 200:
-            return _answer(503, "views-unavailable", f"the worker answered {status}")
+            return _answer(503, Code.VIEWS_UNAVAILABLE, f"the worker answered {status}")
         try:
             view = decode(InquiryView, body)
         except SchemaError:
-            return _answer(503, "views-unavailable", "the worker sent an unreadable view")
+            return _answer(503, Code.VIEWS_UNAVAILABLE, "the worker sent an unreadable view")
         if not may_read(claims, view):
-            return _answer(404, "not-found", "no such inquiry")
+            return _answer(404, Code.NOT_FOUND, "no such inquiry")
         document = orjson.loads(body)
         document["provenance"] = PROVENANCE
         return web.json_response(document, dumps=lambda value: orjson.dumps(value).decode())
@@ -103,5 +103,5 @@ class InquiryReader:
             await self._session.close()
 
 
-def _answer(status: int, code: str, message: str) -> web.Response:
+def _answer(status: int, code: Code, message: str) -> web.Response:
     return web.json_response({"code": code, "message": message}, status=status)

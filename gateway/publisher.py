@@ -19,16 +19,18 @@ from typing import Any, Protocol
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError, KafkaError
 
+from schemas.errors import Code, PersonaStreamError
+
 log = logging.getLogger(__name__)
 
 Headers = list[tuple[str, bytes]]
 
 
-class PublishError(Exception):
+class PublishError(PersonaStreamError):
     """Kafka did not confirm the write in time; the caller must not acknowledge it."""
 
-    code = "kafka-unavailable"
-    retriable = True
+    code = Code.KAFKA_UNAVAILABLE
+    retriable = code.retriable
 
 
 @dataclass(frozen=True)

@@ -23,9 +23,13 @@ import hmac
 import re
 from dataclasses import dataclass
 
+from schemas.errors import Code, PersonaStreamError
 
-class SignatureError(Exception):
-    def __init__(self, code: str, message: str) -> None:
+
+class SignatureError(PersonaStreamError):
+    """A webhook whose signature does not verify; ``code`` is stable and documented."""
+
+    def __init__(self, code: Code, message: str) -> None:
         super().__init__(message)
         self.code = code
 
@@ -69,10 +73,10 @@ def sign(secret: bytes, timestamp: int, body: bytes) -> str:
 def verify(header: str | None, body: bytes, secrets: list[bytes], *, now: float, tolerance: int) -> int:
     """Return the timestamp of the group that verified; raise :class:`SignatureError` otherwise."""
     if not header:
-        raise SignatureError("signature-missing", "no Persona-Signature header")
+        raise SignatureError(Code.SIGNATURE_MISSING, "no Persona-Signature header")
     groups = parse_header(header)
     if not groups:
-        raise SignatureError("signature-malformed", "Persona-Signature has no t=…,v1=… group")
+        raise SignatureError(Code.SIGNATURE_MALFORMED, "Persona-Signature has no t=…,v1=… group")
     expired = False
     for group in groups:
         for secret in secrets:
@@ -84,5 +88,5 @@ def verify(header: str | None, body: bytes, secrets: list[bytes], *, now: float,
                     return group.timestamp
                 expired = True
     if expired:
-        raise SignatureError("signature-expired", f"the signature's timestamp is more than {tolerance} s from now")
-    raise SignatureError("signature-mismatch", "no signature matches a configured secret")
+        raise SignatureError(Code.SIGNATURE_EXPIRED, f"the signature's timestamp is more than {tolerance} s from now")
+    raise SignatureError(Code.SIGNATURE_MISMATCH, "no signature matches a configured secret")

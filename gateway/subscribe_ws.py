@@ -26,7 +26,7 @@ from gateway.metrics import GatewayMetrics
 from gateway.statuses import StatusCache
 from gateway.subscriptions import Channel, may_see, plan, refusal
 from schemas.codec import decode, encode
-from schemas.errors import SchemaError
+from schemas.errors import Code, SchemaError
 from schemas.frames import (
     AnalyticsLimits,
     ErrorFrame,
@@ -66,7 +66,7 @@ class Outbox:
         except asyncio.QueueFull:
             self.slow = True
             self.writer.cancel()
-            closing = close(self.connection, 1013, "slow-consumer", self.metrics, within=SLOW_CONSUMER_CLOSE_SECONDS)
+            closing = close(self.connection, 1013, Code.SLOW_CONSUMER, self.metrics, within=SLOW_CONSUMER_CLOSE_SECONDS)
             asyncio.get_running_loop().create_task(closing)
             return False
         return True
@@ -199,16 +199,16 @@ class SubscribeHandler:
         try:
             document = orjson.loads(message)
         except orjson.JSONDecodeError:
-            return await self._error(outbox, "invalid-json", "the frame is not JSON")
+            return await self._error(outbox, Code.INVALID_JSON, "the frame is not JSON")
         kind = document.get("type") if isinstance(document, dict) else None
         request_id = document.get("id") if isinstance(document, dict) and isinstance(document.get("id"), str) else None
         if kind not in ("subscribe", "unsubscribe", "refresh"):
-            return await self._error(outbox, "unknown-frame-type", f"no frame type {kind!r} here", request_id)
+            return await self._error(outbox, Code.UNKNOWN_FRAME_TYPE, f"no frame type {kind!r} here", request_id)
         try:
             if kind == "refresh":
                 answer = self.lease.refresh(decode(RefreshFrame, message).token)
                 if isinstance(answer, ErrorFrame):
-                    return await self._error(outbox, answer.code, answer.message)
+                    return await self._error(outbox, Code(answer.code), answer.message)
                 outbox.offer(encode(answer).decode())
                 return True
             if kind == "unsubscribe":
@@ -219,11 +219,11 @@ class SubscribeHandler:
                 return True
             frame = decode(SubscribeFrame, message)
         except SchemaError as exc:
-            return await self._error(outbox, "invalid-frame", str(exc), request_id, exc.field)
+            return await self._error(outbox, Code.INVALID_FRAME, str(exc), request_id, exc.field)
         if frame.id in self.subscriptions:
-            return await self._error(outbox, "duplicate-subscription", "this id is in use", frame.id)
+            return await self._error(outbox, Code.DUPLICATE_SUBSCRIPTION, "this id is in use", frame.id)
         if len(self.subscriptions) >= self.max_subscriptions:
-            await close(self.connection, 1008, "too-many-subscriptions", self.metrics, discard_unread=True)
+            await close(self.connection, 1008, Code.TOO_MANY_SUBSCRIPTIONS, self.metrics, discard_unread=True)
             return False
         channel = Channel.parse(frame.channel)
         if (code := refusal(claims, channel)) is not None:
@@ -245,12 +245,12 @@ class SubscribeHandler:
         return True
 
     async def _error(
-        self, outbox: Outbox, code: str, message: str, request_id: str | None = None, field: str | None = None
+        self, outbox: Outbox, code: Code, message: str, request_id: str | None = None, field: str | None = None
     ) -> bool:
         self.metrics.frames_rejected.labels(code).inc()
         self.errors += 1
         if self.errors > self.max_errors:
-            await close(self.connection, 1008, "too-many-errors", self.metrics, discard_unread=True)
+            await close(self.connection, 1008, Code.TOO_MANY_ERRORS, self.metrics, discard_unread=True)
             return False
         outbox.offer(encode(ErrorFrame(code=code, message=message, id=request_id, field=field)).decode())
         return True
@@ -306,7 +306,7 @@ async def serve_analytics(
             try:
                 answer = lease.refresh(decode(RefreshFrame, message).token)
             except SchemaError as exc:
-                answer = ErrorFrame(code="invalid-frame", message=str(exc), field=exc.field)
+                answer = ErrorFrame(code=Code.INVALID_FRAME, message=str(exc), field=exc.field)
             outbox.offer(encode(answer).decode())
     except ConnectionClosed:
         pass

@@ -39,6 +39,7 @@ from typing import Literal
 
 from core.tokens import Claims
 from gateway.statuses import StatusCache
+from schemas.errors import Code
 from schemas.records import StatusRecord
 
 ChannelKind = Literal["inquiry", "mine", "all"]
@@ -61,14 +62,14 @@ class Channel:
         return f"inquiry:{self.inquiry_id}" if self.kind == "inquiry" else self.kind
 
 
-def refusal(claims: Claims, channel: Channel) -> str | None:
+def refusal(claims: Claims, channel: Channel) -> Code | None:
     """None if ``claims`` may subscribe to ``channel``, else the error code."""
     if claims.scope == "firehose":
         return None
     if claims.scope != "subscribe" or channel.kind == "all":
-        return "channel-forbidden"
+        return Code.CHANNEL_FORBIDDEN
     if channel.kind == "inquiry" and claims.inquiry_id is not None and claims.inquiry_id != channel.inquiry_id:
-        return "channel-forbidden"
+        return Code.CHANNEL_FORBIDDEN
     return None
 
 

@@ -36,7 +36,7 @@ from gateway.metrics import GatewayMetrics
 from gateway.publisher import Message, Publisher, PublishError
 from gateway.signatures import SignatureError, verify
 from schemas.codec import decode, encode
-from schemas.errors import SchemaError
+from schemas.errors import Code, SchemaError
 from schemas.records import (
     WEBHOOK_EVENT_ID_HEADER,
     WEBHOOK_HEADERS,
@@ -62,7 +62,7 @@ class WebhookReceiver:
     async def handle(self, request: web.Request) -> web.Response:
         body = await self._read_body(request)
         if body is None:
-            return self._answer(413, "body-too-large", f"the body exceeds {self.max_bytes} bytes")
+            return self._answer(413, Code.BODY_TOO_LARGE, f"the body exceeds {self.max_bytes} bytes")
         try:
             verify(
                 request.headers.get("Persona-Signature"),
@@ -79,7 +79,7 @@ class WebhookReceiver:
         except SchemaError as exc:
             return await self._dead_letter(body, exc, received_at)
         if event.event_id in self.recent:
-            return self._answer(200, "duplicate", "already written", event_id=event.event_id)
+            return self._answer(200, Code.DUPLICATE, "already written", event_id=event.event_id)
         # bytes as received: aiohttp decodes header values with surrogateescape
         headers = [
             (name, request.headers[name].encode("utf-8", "surrogateescape"))
@@ -99,7 +99,7 @@ class WebhookReceiver:
         except PublishError as exc:
             return self._answer(503, exc.code, "Kafka is unavailable; retry later", retry_after=True)
         self.recent.add(event.event_id)
-        return self._answer(200, "accepted", "written", event_id=event.event_id, inquiry_id=inquiry_id)
+        return self._answer(200, Code.ACCEPTED, "written", event_id=event.event_id, inquiry_id=inquiry_id)
 
     async def _read_body(self, request: web.Request) -> bytes | None:
         if request.content_length is not None and request.content_length > self.max_bytes:
@@ -113,7 +113,7 @@ class WebhookReceiver:
         return b"".join(chunks)
 
     async def _dead_letter(self, body: bytes, error: SchemaError, received_at: datetime) -> web.Response:
-        reason = "webhook-invalid-json" if error.code == "invalid-json" else "webhook-invalid-shape"
+        reason = Code.WEBHOOK_INVALID_JSON if error.code == Code.INVALID_JSON else Code.WEBHOOK_INVALID_SHAPE
         letter = DeadLetter(
             source_topic=self.topics.webhooks.name,
             partition=-1,
@@ -128,9 +128,11 @@ class WebhookReceiver:
             await self.publisher.send([Message(self.topics.dead_letters.name, b"webhook", encode(letter))])
         except PublishError as exc:
             return self._answer(503, exc.code, "Kafka is unavailable; retry later", retry_after=True)
-        return self._answer(202, "dead-lettered", f"{reason}: {error}", field=error.field)
+        return self._answer(202, Code.DEAD_LETTERED, f"{reason}: {error}", field=error.field)
 
-    def _answer(self, status: int, code: str, message: str, *, retry_after: bool = False, **extra: str) -> web.Response:
+    def _answer(
+        self, status: int, code: Code, message: str, *, retry_after: bool = False, **extra: str
+    ) -> web.Response:
         self.metrics.webhooks.labels(code).inc()
         self.metrics.webhook_responses.labels(str(status)).inc()
         headers = {"Retry-After": "5"} if retry_after else None

@@ -27,6 +27,7 @@ from core.settings import Settings
 from core.topics import TopicPlan, create_topics
 from persona_stream.localcluster import LocalKafkaCluster
 from persona_stream.localkafka import KAFKA_VERSION, LocalKafkaError
+from schemas.errors import Code
 
 Handler = Callable[[argparse.Namespace, Settings], int]
 
@@ -112,11 +113,12 @@ def _topics_create(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _schemas_export(args: argparse.Namespace, settings: Settings) -> int:
-    from persona_stream import asyncapi, settings_doc
+    from persona_stream import asyncapi, protocol_doc, settings_doc
     from schemas.export import export, stale_files
 
     directory = Path(args.directory)
     asyncapi_path = directory.parent / "asyncapi.yaml"
+    protocol = directory.parent / "protocol.md"
     readme = Path(args.readme)
     defaults = Settings.model_construct()  # the documents describe the defaults, not this shell's environment
     if args.check:
@@ -125,6 +127,8 @@ def _schemas_export(args: argparse.Namespace, settings: Settings) -> int:
             stale.append(str(asyncapi_path))
         if not settings_doc.readme_is_current(readme):
             stale.append(f"{readme} (configuration table)")
+        if not protocol_doc.is_current(protocol):
+            stale.append(f"{protocol} (code tables)")
         for name in stale:
             print(f"stale: {name}")
         return 3 if stale else 0
@@ -134,6 +138,8 @@ def _schemas_export(args: argparse.Namespace, settings: Settings) -> int:
     print(f"wrote {asyncapi_path}")
     if settings_doc.update_readme(readme):
         print(f"updated the configuration table of {readme}")
+    if protocol_doc.update(protocol):
+        print(f"updated the code tables of {protocol}")
     return 0
 
 
@@ -294,7 +300,10 @@ def _bench(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _no_api_key(command: str) -> int:
-    print(f"persona-stream: {command} needs PERSONA_STREAM_PERSONA_API_KEY [persona-api-key-missing]", file=sys.stderr)
+    print(
+        f"persona-stream: {command} needs PERSONA_STREAM_PERSONA_API_KEY [{Code.PERSONA_API_KEY_MISSING}]",
+        file=sys.stderr,
+    )
     return 2
 
 
@@ -345,7 +354,9 @@ def _reconcile(args: argparse.Namespace, settings: Settings) -> int:
     if settings.persona_api_key is None:
         return _no_api_key("reconcile")
     if bool(args.inquiry) == (args.since is not None):
-        print("persona-stream: reconcile takes --inquiry ID... or --since DATE [reconcile-usage]", file=sys.stderr)
+        print(
+            f"persona-stream: reconcile takes --inquiry ID... or --since DATE [{Code.RECONCILE_USAGE}]", file=sys.stderr
+        )
         return 2
     if args.inquiry:
         result = asyncio.run(reconcile_ids(settings, args.inquiry))

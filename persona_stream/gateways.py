@@ -40,6 +40,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from core.settings import Settings
+from schemas.errors import Code, PersonaStreamError
 
 STOP_TIMEOUT = 30.0
 MAX_RESTARTS = 5
@@ -47,8 +48,10 @@ RESTART_WINDOW = 60.0
 READY_TIMEOUT = 90.0
 
 
-class PortInUseError(Exception):
-    code = "port-in-use"
+class PortInUseError(PersonaStreamError):
+    """A port the gateway processes would share is held by another program."""
+
+    code = Code.PORT_IN_USE
 
 
 def cores() -> int:

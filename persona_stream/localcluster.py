@@ -30,6 +30,7 @@ from persona_stream.localkafka import (
     random_cluster_id,
     wait_ready,
 )
+from schemas.errors import Code
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,7 @@ class LocalKafkaCluster:
         controller_ports = [controller_port + 2 * n for n in range(brokers)]
         if len(set(ports + controller_ports)) != 2 * brokers or max(ports + controller_ports) > 65535:
             raise LocalKafkaError(
-                "port-clash",
+                Code.PORT_CLASH,
                 f"the ports of {brokers} nodes overlap (client {ports}, controller {controller_ports}): "
                 "node i uses PERSONA_STREAM_LOCAL_KAFKA_PORT + 2i and PERSONA_STREAM_LOCAL_KAFKA_CONTROLLER_PORT + 2i",
             )

@@ -49,6 +49,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.client import AIOKafkaClient, CoordinationType
 
 from core.topics import ensure_topic
+from schemas.errors import Code, PersonaStreamError
 
 KAFKA_VERSION = "4.1.1"
 """The one pinned Kafka version; docker-compose.yml runs ``apache/kafka`` at the same version."""
@@ -61,10 +62,10 @@ READY_KEY = "persona-stream-ready"
 """The group id and the transactional id whose coordinators ``wait_ready`` looks up."""
 
 
-class LocalKafkaError(Exception):
+class LocalKafkaError(PersonaStreamError):
     """The embedded broker could not be fetched, started or reached."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: Code, message: str) -> None:
         super().__init__(message)
         self.code = code
 
@@ -234,7 +235,7 @@ class LocalKafka:
             return
         if shutil.which("mvn") is None:
             raise LocalKafkaError(
-                "maven-missing",
+                Code.MAVEN_MISSING,
                 "Maven (`mvn`) is needed once to fetch the Kafka jars: install it "
                 "(Debian: apt-get install maven) or set PERSONA_STREAM_KAFKA_BOOTSTRAP_SERVERS.",
             )
@@ -250,7 +251,7 @@ class LocalKafka:
         done = subprocess.run(command, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             raise LocalKafkaError(
-                "fetch-failed", f"Maven could not fetch Kafka {KAFKA_VERSION}:\n{done.stdout[-2000:]}"
+                Code.FETCH_FAILED, f"Maven could not fetch Kafka {KAFKA_VERSION}:\n{done.stdout[-2000:]}"
             )
         shutil.rmtree(self.jars / "libs", ignore_errors=True)
         staging.rename(self.jars / "libs")
@@ -295,13 +296,13 @@ class LocalKafka:
             return state, True
         if shutil.which("java") is None:
             raise LocalKafkaError(
-                "java-missing",
+                Code.JAVA_MISSING,
                 "Java 17+ is needed to run the local Kafka (Debian: apt-get install openjdk-17-jre-headless).",
             )
         for port in (self.port, self.controller_port):
             if _port_is_open(port):
                 raise LocalKafkaError(
-                    "port-in-use",
+                    Code.PORT_IN_USE,
                     f"127.0.0.1:{port} is taken by another process; set PERSONA_STREAM_LOCAL_KAFKA_PORT "
                     "and PERSONA_STREAM_LOCAL_KAFKA_CONTROLLER_PORT to free ports.",
                 )
@@ -355,9 +356,9 @@ class LocalKafka:
         """Until the client port is open (the broker opens it once ready); fail fast if the JVM dies."""
         while not _port_is_open(state.port):
             if not _pid_alive(state.pid):
-                raise LocalKafkaError("exited", f"Kafka exited while starting:\n{self.log_tail()}")
+                raise LocalKafkaError(Code.EXITED, f"Kafka exited while starting:\n{self.log_tail()}")
             if time.monotonic() > deadline:
-                raise LocalKafkaError("not-ready", f"Kafka did not open its port:\n{self.log_tail()}")
+                raise LocalKafkaError(Code.NOT_READY, f"Kafka did not open its port:\n{self.log_tail()}")
             await asyncio.sleep(0.1)
 
     def stop(self, timeout: float = 30.0) -> BrokerState | None:
@@ -438,7 +439,7 @@ async def wait_ready(bootstrap_servers: str, timeout: float, replication_factor:
         except Exception as exc:  # noqa: BLE001 - any failure means "not yet"
             last_error = exc
             await asyncio.sleep(0.25)
-    raise LocalKafkaError("not-ready", f"no produce/consume round trip with {bootstrap_servers}: {last_error!r}")
+    raise LocalKafkaError(Code.NOT_READY, f"no produce/consume round trip with {bootstrap_servers}: {last_error!r}")
 
 
 async def _round_trip(bootstrap_servers: str, replication_factor: int) -> None:
@@ -459,7 +460,7 @@ async def _round_trip(bootstrap_servers: str, replication_factor: int) -> None:
         consumer.seek(tp, sent.offset)
         record = await consumer.getone()
         if record.value != token:
-            raise LocalKafkaError("not-ready", "round trip returned another record")
+            raise LocalKafkaError(Code.NOT_READY, "round trip returned another record")
     finally:
         await consumer.stop()
 

@@ -44,6 +44,7 @@ from processors.output import Output, OutputError
 from processors.pipeline import Pipeline, Tables
 from processors.runtime import Worker, WorkerApp
 from schemas.codec import encode
+from schemas.errors import Code
 from schemas.internal import Tick
 
 log = logging.getLogger(__name__)
@@ -162,7 +163,7 @@ def create_app(settings: Settings) -> tuple[WorkerApp, Pipeline]:
 
     async def view(web: Any, request: Any, inquiry_id: str) -> Any:
         if tokens is None:
-            return web.json({"code": "views-disabled", "message": "no token secret configured"}, status=503)
+            return web.json({"code": Code.VIEWS_DISABLED, "message": "no token secret configured"}, status=503)
         header = request.headers.get("Authorization", "")
         try:
             tokens.verify(bearer_token(header), ("firehose",))
@@ -170,7 +171,7 @@ def create_app(settings: Settings) -> tuple[WorkerApp, Pipeline]:
             return web.json({"code": exc.code, "message": str(exc)}, status=401)
         found = pipeline.view_json(inquiry_id.encode())
         if found is None:
-            return web.json({"code": "not-found", "message": "no such inquiry"}, status=404)
+            return web.json({"code": Code.NOT_FOUND, "message": "no such inquiry"}, status=404)
         return web.bytes(found, content_type="application/json")
 
     # registered by calls rather than decorators: faust is untyped, the functions above are not
@@ -186,7 +187,7 @@ def create_app(settings: Settings) -> tuple[WorkerApp, Pipeline]:
         if app.rebalancing or not app.tables.recovery.completed.is_set():
             # its tables are being restored: "not found" would be a lie (the gateway answers 503); and
             # before routing: the partitions and their owners are not known yet either
-            return web.json({"code": "recovering", "message": "the worker is restoring its state"}, status=503)
+            return web.json({"code": Code.RECOVERING, "message": "the worker is restoring its state"}, status=503)
         return await routed(web, request, inquiry_id=inquiry_id)
 
     app.page("/v1/views/{inquiry_id}")(view_when_ready)

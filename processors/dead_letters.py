@@ -22,15 +22,17 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from core.settings import Settings
 from core.topics import TopicPlan
 from schemas.codec import decode
-from schemas.errors import SchemaError
+from schemas.errors import Code, PersonaStreamError, SchemaError
 from schemas.records import WEBHOOK_EVENT_ID_HEADER, WEBHOOK_RECEIVED_AT_HEADER, DeadLetter
 from schemas.webhooks import WebhookEvent
 
 REPLAYED_FROM_HEADER = "persona-stream-replayed-from"
 
 
-class DeadLetterNotFound(Exception):
-    code = "dead-letter-not-found"
+class DeadLetterNotFound(PersonaStreamError):
+    """No retained dead letter has the id asked for."""
+
+    code = Code.DEAD_LETTER_NOT_FOUND
 
 
 @dataclass(frozen=True)
@@ -74,7 +76,7 @@ async def find_letter(settings: Settings, offset: int) -> Letter:
 @dataclass
 class ReplayReport:
     replayed: list[tuple[int, str]] = field(default_factory=list)  # (offset, event id)
-    skipped: list[tuple[int, str]] = field(default_factory=list)  # (offset, code)
+    skipped: list[tuple[int, Code]] = field(default_factory=list)  # (offset, code)
 
 
 async def replay(settings: Settings, reason: str | None = None, offsets: list[int] | None = None) -> ReplayReport:
@@ -92,13 +94,13 @@ async def replay(settings: Settings, reason: str | None = None, offsets: list[in
         for found in chosen:
             letter = found.letter
             if letter.source_topic != plan.webhooks.name:
-                report.skipped.append((found.offset, "dead-letter-not-a-webhook"))
+                report.skipped.append((found.offset, Code.DEAD_LETTER_NOT_A_WEBHOOK))
                 continue
             body = base64.b64decode(letter.value_b64)
             try:
                 event = decode(WebhookEvent, body)
             except SchemaError:
-                report.skipped.append((found.offset, "dead-letter-still-invalid"))
+                report.skipped.append((found.offset, Code.DEAD_LETTER_STILL_INVALID))
                 continue
             headers = [
                 (WEBHOOK_RECEIVED_AT_HEADER, datetime.now(UTC).isoformat().encode()),

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from schemas.errors import PersonaStreamError
 
-class OutputError(Exception):
+
+class OutputError(PersonaStreamError):
     """Kafka refused a write: the worker must stop, and exactly-once recovery takes over."""
 
 

@@ -47,6 +47,7 @@ import aiohttp
 from pydantic import SecretStr, ValidationError
 
 from core.settings import Settings
+from schemas.errors import Code, PersonaStreamError
 from schemas.webhooks import InquiryObject
 
 log = logging.getLogger(__name__)
@@ -56,11 +57,11 @@ BACKOFF_CAP_SECONDS = 30.0
 PAGE_SIZE = 100
 
 
-class PersonaApiError(Exception):
+class PersonaApiError(PersonaStreamError):
     """Base of the client's errors."""
 
-    code = "persona-api-error"
-    retriable = False
+    code: Code = Code.PERSONA_API_ERROR
+    retriable: bool = code.retriable
 
     def __init__(self, message: str, *, status: int | None = None) -> None:
         super().__init__(message)
@@ -71,29 +72,29 @@ class PersonaApiError(Exception):
 
 
 class PersonaApiNotFound(PersonaApiError):
-    code = "persona-api-not-found"
+    code = Code.PERSONA_API_NOT_FOUND
 
 
 class PersonaApiAuthError(PersonaApiError):
-    code = "persona-api-auth"
+    code = Code.PERSONA_API_AUTH
 
 
 class PersonaApiRejected(PersonaApiError):
-    code = "persona-api-rejected"
+    code = Code.PERSONA_API_REJECTED
 
 
 class PersonaApiRateLimited(PersonaApiError):
-    code = "persona-api-rate-limited"
-    retriable = True
+    code = Code.PERSONA_API_RATE_LIMITED
+    retriable = code.retriable
 
 
 class PersonaApiUnavailable(PersonaApiError):
-    code = "persona-api-unavailable"
-    retriable = True
+    code = Code.PERSONA_API_UNAVAILABLE
+    retriable = code.retriable
 
 
 class PersonaApiBadResponse(PersonaApiError):
-    code = "persona-api-bad-response"
+    code = Code.PERSONA_API_BAD_RESPONSE
 
 
 # --- pure decisions ---------------------------------------------------------------------------

@@ -30,7 +30,7 @@ from processors.store import Store
 from processors.tables import partition_of
 from schemas.callbacks import is_inquiry_id
 from schemas.codec import decode, encode
-from schemas.errors import SchemaError
+from schemas.errors import Code, SchemaError
 from schemas.internal import AnalyticsFact, AnalyticsWindow, SessionBuffer, Tick
 from schemas.records import (
     WEBHOOK_RECEIVED_AT_HEADER,
@@ -111,15 +111,15 @@ class Pipeline:
             raise
         except SchemaError as exc:  # rejected before it touched any state
             reason = {
-                self.topics.webhooks.name: "webhook-undecodable",
-                self.topics.api_snapshots.name: "api-snapshot-invalid",
-            }.get(topic, "client-event-invalid")
+                self.topics.webhooks.name: Code.WEBHOOK_UNDECODABLE,
+                self.topics.api_snapshots.name: Code.API_SNAPSHOT_INVALID,
+            }.get(topic, Code.CLIENT_EVENT_INVALID)
             await self.dead_letter(message, reason, str(exc))
         except Exception as exc:
             log.exception("processing failed at %s[%d]@%d", topic, message.partition, message.offset)
             if batch.last_key is not None:
                 await self._replay_without(message, batch.last_key, batch)
-            await self.dead_letter(message, "processing-failed", repr(exc))
+            await self.dead_letter(message, Code.PROCESSING_FAILED, repr(exc))
 
     async def _replay_without(self, failed: Any, key: bytes, batch: Batch) -> None:
         """An input failed half way through ``key``'s view: the batch's other inputs for it again,
@@ -253,7 +253,7 @@ class Pipeline:
                     continue
                 fact = decode(AnalyticsFact, message.value)
             except SchemaError as exc:
-                await self.dead_letter(message, "analytics-fact-invalid", str(exc))
+                await self.dead_letter(message, Code.ANALYTICS_FACT_INVALID, str(exc))
                 continue
             start, _ = analytics.window_bounds(fact.at, self.window_config.size_seconds)
             key = analytics.window_key(fact.template_id, start).encode()
@@ -342,7 +342,7 @@ class Pipeline:
         fact = AnalyticsFact(template_id=template_id, at=at, counts=dict(counts), durations=durations)
         await self.output.send(self.topics.analytics_facts.name, template_id.encode(), encode(fact), source=tp)
 
-    async def dead_letter(self, message: Any, reason: str, detail: str) -> None:
+    async def dead_letter(self, message: Any, reason: Code, detail: str) -> None:
         self.metrics.dead_letter(reason)
         letter = DeadLetter(
             source_topic=message.topic,

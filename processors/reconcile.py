@@ -47,7 +47,7 @@ from processors.correlation import parse_timestamp
 from processors.persona_api import InquirySnapshot, PersonaApiClient, PersonaApiError
 from schemas.callbacks import INQUIRY_ID_PATTERN, is_inquiry_id
 from schemas.codec import decode, encode
-from schemas.errors import SchemaError
+from schemas.errors import Code, PersonaStreamError, SchemaError
 from schemas.records import ApiSnapshot, DeadLetter, ReconcileReason, ReconcileRequest
 
 log = logging.getLogger(__name__)
@@ -238,10 +238,10 @@ class Reconciler:
 # --- the backfill ------------------------------------------------------------------------------
 
 
-class CheckpointError(Exception):
+class CheckpointError(PersonaStreamError):
     """The checkpoint file belongs to another backfill, or cannot be read."""
 
-    code = "reconcile-checkpoint-mismatch"
+    code = Code.RECONCILE_CHECKPOINT_MISMATCH
 
 
 @dataclass

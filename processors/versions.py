@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from importlib.metadata import PackageNotFoundError, version
 
+from schemas.errors import Code, PersonaStreamError
+
 SUPPORTED: Mapping[str, str] = {
     "faust-streaming": "0.15.3",
     "mode-streaming": "0.7.1",
@@ -18,14 +20,14 @@ SUPPORTED: Mapping[str, str] = {
 }
 
 
-class UnsupportedVersionError(RuntimeError):
+class UnsupportedVersionError(PersonaStreamError, RuntimeError):
     """An installed library is not the version the workers were written against.
 
     Attributes:
         package: the distribution's name; ``installed`` and ``supported``: its two versions.
     """
 
-    code = "unsupported-version"
+    code = Code.UNSUPPORTED_VERSION
 
     def __init__(self, package: str, installed: str | None, supported: str) -> None:
         self.package, self.installed, self.supported = package, installed, supported

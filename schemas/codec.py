@@ -12,7 +12,7 @@ from typing import Any, TypeVar, overload
 import orjson
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from schemas.errors import FieldProblem, SchemaError
+from schemas.errors import Code, FieldProblem, SchemaError
 
 T = TypeVar("T")
 
@@ -67,10 +67,10 @@ def validate(target: Any, value: object) -> Any:
 def translate(exc: ValidationError, document: object) -> SchemaError:
     """pydantic's error, as the project's: a code and the fields at fault, as the sender wrote them."""
     problems = []
-    code = "invalid-shape"
+    code = Code.INVALID_SHAPE
     for error in exc.errors(include_url=False, include_input=False):
         if error["type"] == "json_invalid":
-            code = "invalid-json"
+            code = Code.INVALID_JSON
         loc = error["loc"]
         if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
             # the location stops at the union; name the discriminator field itself

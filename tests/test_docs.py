@@ -2,41 +2,30 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PROTOCOL = (ROOT / "docs" / "protocol.md").read_text()
 
-CODE_PATTERNS = [
-    r'_reject\(\s*"([a-z0-9-]+)"',
-    r'close\([^()]*?\d{4}, "([a-z0-9-]+)"',
-    r'Close\(\d{4}, "([a-z0-9-]+)"',
-    r'_answer\(\s*\d{3}, "([a-z0-9-]+)"',
-    r'TokenError\(\s*"([a-z0-9-]+)"',
-    r'SignatureError\(\s*"([a-z0-9-]+)"',
-    r'respond\(HTTPStatus\.\w+, "([a-z0-9-]+)\\n"\)',
-    r'reason="([a-z0-9-]+)"',
-    r'ErrorFrame\(\s*code="([a-z0-9-]+)"',
-    r'code = "([a-z0-9-]+)"',
-]
+
+def test_the_code_tables_of_the_protocol_document_are_current() -> None:
+    from persona_stream import protocol_doc
+
+    assert protocol_doc.is_current(ROOT / "docs" / "protocol.md"), "run: persona-stream schemas export"
 
 
-def codes_in_source() -> set[str]:
-    found: set[str] = set()
-    for folder in ("gateway", "processors"):
-        for path in (ROOT / folder).rglob("*.py"):
-            text = path.read_text()
-            for pattern in CODE_PATTERNS:
-                found.update(m for m in re.findall(pattern, text) if m)
-    return found
+def test_every_code_is_in_a_generated_table_of_the_protocol_document() -> None:
+    from persona_stream.protocol_doc import markers
+    from schemas.errors import Code, Table
 
-
-def test_every_code_the_code_can_emit_is_in_the_protocol_document() -> None:
-    codes = codes_in_source()
-    assert len(codes) > 20
-    missing = sorted(code for code in codes if f"`{code}`" not in PROTOCOL)
-    assert missing == [], f"document these codes in docs/protocol.md: {missing}"
+    tables = ""
+    for table in Table:
+        start, end = markers(table)
+        tables += PROTOCOL.split(start, 1)[1].split(end, 1)[0]
+    missing = sorted(code for code in Code if f"`{code}`" not in tables)
+    assert missing == [], f"give these codes a Use: {missing}"
+    for code in Code:
+        assert code.uses, f"{code} is in no table"
 
 
 def test_every_frame_type_is_in_the_protocol_document() -> None:

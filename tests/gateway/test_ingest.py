@@ -21,6 +21,7 @@ from gateway.ingest import (
     Write,
 )
 from schemas.callbacks import FieldValue, OnCancel, OnComplete
+from schemas.errors import Code
 from schemas.records import CallbackRecord, SessionLink
 
 INQ = "inq_zEx4jL84ShbUyuwX6AzPSqt6"
@@ -179,14 +180,14 @@ def test_over_the_rate_limit_the_frame_is_kept_for_a_resend_and_the_connection_c
     limited = send(conn, frame(3), 0.0)
     assert isinstance(limited, Reject)
     assert (limited.error.code, limited.error.retriable) == ("rate-limited", True)
-    assert limited.close == Close(1013, "rate-limited")
+    assert limited.close == Close(1013, Code.RATE_LIMITED)
 
 
 def test_too_many_errors_close_the_connection() -> None:
     conn = connection(max_errors=3)
     decisions = [send(conn, b"nope") for _ in range(4)]
     assert [type(d) for d in decisions] == [Reject, Reject, Reject, Close]
-    assert decisions[-1] == Close(1008, "too-many-errors")
+    assert decisions[-1] == Close(1008, Code.TOO_MANY_ERRORS)
 
 
 def test_too_many_sessions_on_one_connection() -> None:

@@ -92,7 +92,7 @@ def test_parsing_any_header_never_crashes(header: str) -> None:
     try:
         verify(header, BODY, [NEW], now=NOW, tolerance=300)
     except SignatureError as exc:
-        code = exc.code
+        code: str = exc.code
     else:
         code = "signature-accepted"
     assert code.startswith("signature-")

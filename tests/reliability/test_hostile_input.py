@@ -66,7 +66,7 @@ from gateway.signatures import SignatureError, sign, verify
 from gateway.webhook_receiver import PATH
 from schemas.callbacks import EventName
 from schemas.codec import decode, encode
-from schemas.errors import SchemaError
+from schemas.errors import Code, SchemaError
 from schemas.records import ClientEvent, DeadLetter
 from schemas.webhooks import InquiryObject, WebhookEvent
 from tests.fixtures.webhooks import DOCUMENTED_EXAMPLE, inquiry_event, object_event
@@ -417,7 +417,7 @@ def test_a_valid_frame_is_taken_after_any_refusals_unless_a_limit_closed_the_con
         assert isinstance(decision, Write), decision
     else:
         event("valid frame over the session limit")
-        assert decision == Close(1008, "too-many-errors") or (
+        assert decision == Close(1008, Code.TOO_MANY_ERRORS) or (
             isinstance(decision, Reject) and decision.error.code == "too-many-sessions"
         )
 
