@@ -5,6 +5,10 @@ ports and in a throwaway data directory, and at the end stops it and deletes tha
 topics a session creates die with it, so no run is slowed down by the runs before it. Only the
 jars are shared (cached once under ``~/.cache/persona-stream``). Tests never skip for want of a
 broker: if it cannot start, the session fails.
+
+Hypothesis: the profile named by ``HYPOTHESIS_PROFILE`` -- ``ci`` (the default) derandomized and
+without an example database, so that every run tries the same cases; ``dev`` random, remembering
+failing examples in ``.hypothesis/``. A test's own settings (more examples, say) build on it.
 """
 
 from __future__ import annotations
@@ -19,11 +23,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from core.settings import Settings
 from persona_stream.localkafka import LocalKafka
 
 DEFAULTS = Settings.model_construct()
+
+hypothesis_settings.register_profile("ci", deadline=None, derandomize=True, database=None, print_blob=True)
+hypothesis_settings.register_profile("dev", deadline=None)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 @pytest.fixture(autouse=True)

@@ -1079,6 +1079,7 @@ class Soak:
         }
 
 
+@pytest.mark.soak
 @pytest.mark.timeout(SOAK_SECONDS + 300)
 async def test_a_steady_load_loses_nothing_and_memory_stays_flat(
     kafka_bootstrap: str, unique: str, tmp_path: Path
