@@ -5,6 +5,10 @@ ports and in a throwaway data directory, and at the end stops it and deletes tha
 topics a session creates die with it, so no run is slowed down by the runs before it. Only the
 jars are shared (cached once under ``~/.cache/persona-stream``). Tests never skip for want of a
 broker: if it cannot start, the session fails.
+
+Hypothesis: the profile named by ``HYPOTHESIS_PROFILE`` -- ``ci`` (the default) derandomized and
+without an example database, so that every run tries the same cases; ``dev`` random, remembering
+failing examples in ``.hypothesis/``. A test's own settings (more examples, say) build on it.
 """
 
 from __future__ import annotations
@@ -13,17 +17,22 @@ import asyncio
 import json
 import os
 import shutil
-import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from core.settings import Settings
 from persona_stream.localkafka import LocalKafka
+from tests.processes import on_free_ports
 
 DEFAULTS = Settings.model_construct()
+
+hypothesis_settings.register_profile("ci", deadline=None, derandomize=True, database=None, print_blob=True)
+hypothesis_settings.register_profile("dev", deadline=None)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 @pytest.fixture(autouse=True)
@@ -35,18 +44,6 @@ def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 SESSION_BROKER_DIR = "session-kafka"
-
-
-def free_ports(count: int) -> list[int]:
-    """Distinct ports nothing listens on at the moment of asking."""
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [int(sock.getsockname()[1]) for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 def stop_orphaned_brokers(runs: Path) -> None:
@@ -77,14 +74,24 @@ def session_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKa
     """The real broker every integration test uses: this session's own (see the module docstring)."""
     stop_orphaned_brokers(tmp_path_factory.getbasetemp().parent)
     jars = LocalKafka.in_cache(DEFAULTS.cache_dir, 0, 0).jars
-    port, controller_port = free_ports(2)
     directory = tmp_path_factory.mktemp(SESSION_BROKER_DIR)
     (directory / "owner").write_text(str(os.getpid()))
-    kafka = LocalKafka(jars, directory / "broker", port, controller_port)
-    asyncio.run(kafka.start(timeout=120))
+
+    def start(ports: list[int]) -> LocalKafka:
+        shutil.rmtree(directory / "broker", ignore_errors=True)  # what a start on taken ports left
+        kafka = LocalKafka(jars, directory / "broker", ports[0], ports[1])
+        try:
+            asyncio.run(kafka.start(timeout=120))
+        except BaseException:
+            kafka.stop()
+            raise
+        return kafka
+
+    kafka = on_free_ports(start, 2)
     yield kafka
     kafka.stop()
-    shutil.rmtree(kafka.home, ignore_errors=True)
+    shutil.rmtree(directory, ignore_errors=True)
+    assert not directory.exists(), f"the session's broker left {directory}"
 
 
 @pytest.fixture(scope="session")

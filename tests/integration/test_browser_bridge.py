@@ -24,7 +24,7 @@ from schemas.records import AnalyticsRecord, CallbackRecord, ClientEvent
 from tests.fixtures.webhooks import body, inquiry_event
 from tests.integration.conftest import WEBHOOK_SECRET, gateway_settings, started_gateway
 from tests.integration.test_processors import fetch_view
-from tests.integration.workers import Worker, free_port, worker_env
+from tests.integration.workers import Worker, worker_env
 from tests.kafkautil import consume, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
@@ -44,14 +44,10 @@ LIFECYCLE = [
 async def parts(kafka_bootstrap: str, unique: str, tmp_path: Path) -> AsyncIterator[dict[str, Any]]:
     assert (CLIENTS_JS / "dist" / "index.js").exists(), "build the bridge first: npm --prefix clients/js run build"
     worker = Worker(worker_env(kafka_bootstrap, unique), tmp_path).start()
-    settings = gateway_settings(
-        kafka_bootstrap,
-        unique,
-        ws_port=free_port(),
-        http_port=free_port(),
-        worker_url=f"http://127.0.0.1:{worker.port}",
-    )
-    state: dict[str, Any] = {"settings": settings, "worker": worker, "gateway": await started_gateway(settings)}
+    settings = gateway_settings(kafka_bootstrap, unique, worker_url=f"http://127.0.0.1:{worker.port}")
+    gateway = await started_gateway(settings)  # on port 0: a restart takes the ports it got
+    settings = settings.model_copy(update={"ws_port": gateway.ws_port, "http_port": gateway.http_port})
+    state: dict[str, Any] = {"settings": settings, "worker": worker, "gateway": gateway}
     yield state
     await state["gateway"].stop()
     worker.stop()

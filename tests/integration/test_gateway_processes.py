@@ -10,8 +10,6 @@ import json
 import os
 import re
 import signal
-import subprocess
-import sys
 import time
 import urllib.request
 from collections import Counter
@@ -31,6 +29,7 @@ from tests.fixtures.webhooks import body, inquiry_event
 from tests.integration.conftest import WEBHOOK_SECRET
 from tests.integration.workers import worker_env
 from tests.kafkautil import consume
+from tests.processes import GatewayProcess
 from tests.wsclient import Client
 
 pytestmark = pytest.mark.integration
@@ -83,19 +82,13 @@ async def test_two_processes_share_the_ports_lose_nothing_and_drain_on_sigterm(
     plan = TopicPlan.from_settings(settings)
     await create_topics(kafka_bootstrap, plan.all())
     log_path = tmp_path / "gateway.log"
-    log = log_path.open("w")
-    process = subprocess.Popen(  # noqa: ASYNC220 - started once, not waited on here
-        [sys.executable, "-m", "persona_stream.cli", "gateway", "--processes", "2"],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    gateway = GatewayProcess(env, log_path, args=["--processes", "2"], log_level="warning")
     try:
+        await asyncio.to_thread(gateway.start)
+        process = gateway.process
+        assert process is not None
         deadline = time.monotonic() + 60
-        while (match := LISTENING.search(log_path.read_text())) is None:
-            assert process.poll() is None, log_path.read_text()
-            assert time.monotonic() < deadline, log_path.read_text()
-            await asyncio.sleep(0.1)
+        match = gateway.wait_for_log(LISTENING)
         ws_port, http_port = int(match.group(1)), int(match.group(2))
         children = {int(match.group(3)), int(match.group(4))}
         assert process.pid not in children
@@ -133,10 +126,7 @@ async def test_two_processes_share_the_ports_lose_nothing_and_drain_on_sigterm(
         assert codes == [1001] * CLIENTS
         assert await asyncio.to_thread(process.wait, 45) == 0, log_path.read_text()
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        log.close()
+        gateway.kill9()
 
     output = log_path.read_text()
     served = {int(pid): (int(ws), int(webhooks)) for pid, ws, webhooks in SERVED.findall(output)}
@@ -163,15 +153,6 @@ async def test_two_processes_share_the_ports_lose_nothing_and_drain_on_sigterm(
 REPLACED = re.compile(r"gateway: process (\d+) replaces (\d+)")
 
 
-def wait_for(pattern: re.Pattern[str], log_path: Path, process: subprocess.Popen[bytes]) -> re.Match[str]:
-    deadline = time.monotonic() + 60
-    while (match := pattern.search(log_path.read_text())) is None:
-        assert process.poll() is None, log_path.read_text()
-        assert time.monotonic() < deadline, log_path.read_text()
-        time.sleep(0.1)
-    return match
-
-
 def gone(pid: int, timeout: float = 30) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -190,16 +171,13 @@ def test_a_child_that_dies_is_replaced_and_children_outlive_no_parent(
     asyncio.run(create_topics(kafka_bootstrap, TopicPlan.from_settings(Settings(
         kafka_bootstrap_servers=kafka_bootstrap, topic_prefix=unique, partitions=3)).all()))  # fmt: skip
     log_path = tmp_path / "gateway.log"
-    with log_path.open("w") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "persona_stream.cli", "gateway", "--processes", "2"], env=env, stdout=log,
-            stderr=subprocess.STDOUT,
-        )  # fmt: skip
+    gateway = GatewayProcess(env, log_path, args=["--processes", "2"], log_level="warning")
     try:
-        match = wait_for(LISTENING, log_path, process)
+        gateway.start()
+        match = gateway.wait_for_log(LISTENING)
         http_port, first, second = int(match.group(2)), int(match.group(3)), int(match.group(4))
         os.kill(first, signal.SIGKILL)
-        replaced = wait_for(REPLACED, log_path, process)
+        replaced = gateway.wait_for_log(REPLACED)
         assert int(replaced.group(2)) == first
         replacement = int(replaced.group(1))
         assert f"gateway process {first} exited with -9; starting another" in log_path.read_text()
@@ -207,12 +185,9 @@ def test_a_child_that_dies_is_replaced_and_children_outlive_no_parent(
         assert status == 200
         assert document["pid"] in (second, replacement)
 
-        os.kill(process.pid, signal.SIGKILL)  # the parent dies: its children notice and drain themselves
-        process.wait()
+        gateway.kill9()  # the parent dies: its children notice and drain themselves
         assert gone(second), log_path.read_text()
         assert gone(replacement), log_path.read_text()
         assert len(SERVED.findall(log_path.read_text())) == 2, log_path.read_text()
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        gateway.kill9()

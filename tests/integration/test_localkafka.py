@@ -14,14 +14,9 @@ import pytest
 
 from persona_stream.localkafka import KAFKA_VERSION, LocalKafka
 from tests.conftest import DEFAULTS
+from tests.processes import free_ports
 
 pytestmark = pytest.mark.integration
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def port_is_open(port: int) -> bool:
@@ -35,11 +30,12 @@ def own_broker(tmp_path: Path) -> Iterator[dict[str, str]]:
     shared_jars = LocalKafka.in_cache(DEFAULTS.cache_dir, 0, 0).jars
     (tmp_path / "jars").mkdir()
     (tmp_path / "jars" / shared_jars.name).symlink_to(shared_jars)
+    port, controller_port = free_ports(2)
     env = {
         **os.environ,
         "PERSONA_STREAM_CACHE_DIR": str(tmp_path),
-        "PERSONA_STREAM_LOCAL_KAFKA_PORT": str(free_port()),
-        "PERSONA_STREAM_LOCAL_KAFKA_CONTROLLER_PORT": str(free_port()),
+        "PERSONA_STREAM_LOCAL_KAFKA_PORT": str(port),
+        "PERSONA_STREAM_LOCAL_KAFKA_CONTROLLER_PORT": str(controller_port),
     }
     yield env
     subprocess.run([sys.executable, "-m", "persona_stream.cli", "kafka", "stop"], env=env, check=False)
@@ -85,9 +81,7 @@ def test_missing_java_is_reported_clearly(own_broker: dict[str, str]) -> None:
 
 @pytest.mark.cluster
 def test_start_brokers_3_runs_a_replicated_cluster_that_status_and_stop_see(own_broker: dict[str, str]) -> None:
-    from tests.reliability.test_cluster_faults import cluster_ports
-
-    port, controller_port = cluster_ports()
+    port, controller_port = free_ports(6, consecutive=True)[:2]  # three nodes: port + 2n, controller_port + 2n
     env = {
         **own_broker,
         "PERSONA_STREAM_LOCAL_KAFKA_PORT": str(port),

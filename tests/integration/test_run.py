@@ -18,8 +18,8 @@ import pytest
 from persona_stream.localkafka import LocalKafka
 from tests.conftest import DEFAULTS
 from tests.fixtures.persona_api import stand_in_thread
-from tests.integration.workers import free_port
 from tests.nodejs import run_node
+from tests.processes import free_ports
 
 pytestmark = pytest.mark.integration
 
@@ -39,14 +39,16 @@ def run_demo(tmp_path: Path, api_url: str) -> None:
     (tmp_path / "jars").mkdir()
     (tmp_path / "jars" / jars.name).symlink_to(jars)
     env = {name: value for name, value in os.environ.items() if not name.startswith("PERSONA_STREAM_")}
+    # `run` prints the URLs of the ports it was given, so not port 0: five free ones
+    kafka_port, controller_port, ws_port, http_port, worker_port = free_ports(5)
     env.update(
         {
             "PERSONA_STREAM_CACHE_DIR": str(tmp_path),
-            "PERSONA_STREAM_LOCAL_KAFKA_PORT": str(free_port()),
-            "PERSONA_STREAM_LOCAL_KAFKA_CONTROLLER_PORT": str(free_port()),
-            "PERSONA_STREAM_WS_PORT": str(free_port()),
-            "PERSONA_STREAM_HTTP_PORT": str(free_port()),
-            "PERSONA_STREAM_WORKER_PORT": (worker_port := str(free_port())),
+            "PERSONA_STREAM_LOCAL_KAFKA_PORT": str(kafka_port),
+            "PERSONA_STREAM_LOCAL_KAFKA_CONTROLLER_PORT": str(controller_port),
+            "PERSONA_STREAM_WS_PORT": str(ws_port),
+            "PERSONA_STREAM_HTTP_PORT": str(http_port),
+            "PERSONA_STREAM_WORKER_PORT": str(worker_port),
             "PERSONA_STREAM_WORKER_URL": f"http://127.0.0.1:{worker_port}",
             "PERSONA_STREAM_PARTITIONS": "3",
             # an API key configured: `run` starts a reconciler too (pointed at the stand-in)

@@ -708,7 +708,7 @@ def content(record: Any) -> tuple[Any, ...]:
     return (record.status, record.reference_id, record.template_id, record.milestones, record.flags)
 
 
-@settings(max_examples=600, deadline=None)
+@settings(max_examples=600)
 @given(inquiry_webhooks(), st.data())
 def test_records_are_the_same_in_every_delivery_order(events: list[WebhookEvent], data: st.DataObject) -> None:
     repeats = data.draw(st.lists(st.sampled_from(events), max_size=6))

@@ -34,7 +34,6 @@ import asyncio
 import os
 import random
 import signal
-import socket
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -50,13 +49,14 @@ from aiokafka.admin import AIOKafkaAdminClient
 from core.tokens import TokenAuthority
 from core.topics import TopicPlan, TopicSpec, create_topics
 from persona_stream.localcluster import LocalKafkaCluster
-from persona_stream.localkafka import LocalKafka, LocalKafkaError
+from persona_stream.localkafka import LocalKafka
 from schemas.records import WEBHOOK_EVENT_ID_HEADER
 from tests.conftest import DEFAULTS
 from tests.integration.conftest import TOKEN_SECRET, gateway_settings, started_gateway
 from tests.integration.test_processors import expected_status, produce_all, status_by_inquiry, webhooks_for
 from tests.integration.workers import Worker, worker_env
 from tests.kafkautil import consume, wait_for
+from tests.processes import on_free_ports
 from tests.reliability.test_faults import (
     NO_RATE_LIMIT,
     Delivery,
@@ -76,40 +76,22 @@ pytestmark = [pytest.mark.integration, pytest.mark.cluster]
 BROKERS = 3
 
 
-def cluster_ports() -> tuple[int, int]:
-    """A client and a controller base port such that the six ports of three nodes are free."""
-    for _ in range(100):
-        # below the kernel's ephemeral range, where no outgoing connection takes one meanwhile
-        base = random.randrange(20_000, 32_000 - 2 * BROKERS)
-        try:
-            held = []
-            for port in range(base, base + 2 * BROKERS):
-                sock = socket.socket()
-                held.append(sock)
-                sock.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        finally:
-            for sock in held:
-                sock.close()
-        return base, base + 1
-    raise AssertionError("no six consecutive free ports")
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafkaCluster]:
     jars = LocalKafka.in_cache(DEFAULTS.cache_dir, 0, 0).jars
-    for attempt in range(3):  # ports free when chosen may be taken before the JVMs bind them
-        port, controller_port = cluster_ports()
+
+    def start(ports: list[int]) -> LocalKafkaCluster:
+        """Node n listens on ports[0] + 2n, its controller on ports[1] + 2n."""
         home = tmp_path_factory.mktemp("cluster")
-        cluster = LocalKafkaCluster.in_directory(jars, home, BROKERS, port, controller_port)
+        cluster = LocalKafkaCluster.in_directory(jars, home, BROKERS, ports[0], ports[1])
         try:
             asyncio.run(cluster.start(timeout=240))
-            break
-        except LocalKafkaError as error:
+        except BaseException:
             cluster.stop()
-            if attempt == 2 or "Address already in use" not in str(error):
-                raise
+            raise
+        return cluster
+
+    cluster = on_free_ports(start, 2 * BROKERS, consecutive=True)
     try:
         yield cluster
     finally:
@@ -341,7 +323,6 @@ async def test_processing_survives_the_status_leader_killed_with_no_version_lost
         Settings(kafka_bootstrap_servers=bootstrap, topic_prefix=unique, partitions=1, replication_factor=3)
     )
     await create_topics(bootstrap, plan.all())
-    import random
 
     rng = random.Random(5)
     base = datetime(2026, 3, 1, tzinfo=UTC)

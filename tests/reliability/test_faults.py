@@ -33,13 +33,12 @@ import asyncio
 import contextlib
 import os
 import signal
-import sys
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import aiohttp
 import psutil
@@ -56,8 +55,9 @@ from schemas.records import WEBHOOK_EVENT_ID_HEADER, CallbackRecord, ClientEvent
 from tests.conftest import DEFAULTS
 from tests.fixtures.webhooks import body, inquiry_event
 from tests.integration.conftest import TOKEN_SECRET, WEBHOOK_SECRET, gateway_settings, started_gateway
-from tests.integration.workers import free_port, worker_env
+from tests.integration.workers import worker_env
 from tests.kafkautil import wait_for
+from tests.processes import GatewayProcess, cli_env, on_free_ports
 from tests.wsclient import Client
 
 pytestmark = pytest.mark.integration
@@ -76,12 +76,17 @@ CONNECTION_LOST = (OSError, TimeoutError, EOFError, WebSocketException)
 def own_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafka]:
     """A broker of this module's own, sharing the cached jars: killing it disturbs no other test."""
     jars = LocalKafka.in_cache(DEFAULTS.cache_dir, 0, 0).jars
-    port = free_port()
-    controller_port = free_port()
-    while controller_port == port:
-        controller_port = free_port()
-    kafka = LocalKafka(jars, tmp_path_factory.mktemp("own-kafka") / "broker", port, controller_port)
-    asyncio.run(kafka.start(timeout=180))
+
+    def start(ports: list[int]) -> LocalKafka:
+        kafka = LocalKafka(jars, tmp_path_factory.mktemp("own-kafka") / "broker", ports[0], ports[1])
+        try:
+            asyncio.run(kafka.start(timeout=180))
+        except BaseException:
+            kafka.stop()
+            raise
+        return kafka
+
+    kafka = on_free_ports(start, 2)
     yield kafka
     kafka.stop()
 
@@ -429,71 +434,21 @@ async def test_webhooks_get_503_while_the_broker_is_down_and_persona_retries_lan
 # --- 3. the gateway process dies with many clients connected ------------------------------------
 
 
-class GatewayProcess:
-    """``persona-stream gateway`` as a process of its own, so that it can be ``kill -9``-ed."""
-
-    def __init__(self, env: dict[str, str], log: BinaryIO, log_path: Path) -> None:
-        # one process: kill -9 must hit the process that serves (tests/integration/test_gateway_processes.py
-        # covers a child's death under the parent of several)
-        self.env, self.log, self.log_path = {**env, "PERSONA_STREAM_GATEWAY_PROCESSES": "1"}, log, log_path
-        self.http = f"http://127.0.0.1:{env['PERSONA_STREAM_HTTP_PORT']}"
-        self.process: asyncio.subprocess.Process | None = None
-
-    async def start(self, timeout: float = 90.0) -> GatewayProcess:
-        self.process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "persona_stream.cli", "--log-level", "info", "gateway",
-            env=self.env, stdout=self.log, stderr=asyncio.subprocess.STDOUT,
-        )  # fmt: skip
-        try:
-            await wait_for(self._ready, timeout=timeout, interval=0.2)
-        except BaseException:
-            await self.kill9()
-            raise
-        return self
-
-    async def _ready(self) -> bool:
-        assert self.process is not None
-        if self.process.returncode is not None:
-            raise AssertionError(f"the gateway exited with {self.process.returncode}:\n{self.log_tail()}")
-        try:
-            return await readyz(self.http) == 200
-        except (aiohttp.ClientError, OSError, TimeoutError):
-            return False
-
-    async def kill9(self) -> None:
-        if self.process is not None:
-            with contextlib.suppress(ProcessLookupError):
-                self.process.kill()
-            await self.process.wait()
-
-    async def stop(self) -> int:
-        """SIGTERM, the graceful shutdown; its exit code."""
-        assert self.process is not None
-        with contextlib.suppress(ProcessLookupError):
-            self.process.terminate()
-        try:
-            return await asyncio.wait_for(self.process.wait(), 60)
-        finally:
-            await self.kill9()
-
-    def log_tail(self, lines: int = 40) -> str:
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-
-
 @pytest.fixture
 async def gateway_processes(tmp_path: Path) -> AsyncIterator[Callable[[dict[str, str], str], GatewayProcess]]:
-    """Makes gateway processes (each logging to a file of ``tmp_path``); kills those left at the end."""
+    """Makes gateway processes (each logging to a file of ``tmp_path``), one process each: kill -9
+    must hit the process that serves (tests/integration/test_gateway_processes.py covers a child's
+    death under the parent of several); kills those left at the end."""
     made: list[GatewayProcess] = []
-    with contextlib.ExitStack() as logs:
 
-        def make(env: dict[str, str], name: str) -> GatewayProcess:
-            path = tmp_path / f"{name}.log"
-            made.append(process := GatewayProcess(env, logs.enter_context(path.open("ab")), path))
-            return process
+    def make(env: dict[str, str], name: str) -> GatewayProcess:
+        env = {**env, "PERSONA_STREAM_GATEWAY_PROCESSES": "1"}
+        made.append(process := GatewayProcess(env, tmp_path / f"{name}.log"))
+        return process
 
-        yield make
-        for process in made:
-            await process.kill9()
+    yield make
+    for process in made:
+        process.kill9()
 
 
 async def test_a_gateway_killed_with_50_clients_streaming_loses_nothing_they_resend_to_its_successor(
@@ -505,35 +460,34 @@ async def test_a_gateway_killed_with_50_clients_streaming_loses_nothing_they_res
     settings = gateway_settings(kafka_bootstrap, unique)
     plan = TopicPlan.from_settings(settings)
     await create_topics(kafka_bootstrap, plan.all())
-    ws_port, http_port = free_port(), free_port()
     env = worker_env(
         kafka_bootstrap,
         unique,
-        WS_PORT=ws_port,
-        HTTP_PORT=http_port,
         WEBHOOK_SECRETS=WEBHOOK_SECRET,
         RATE_PER_SECOND=NO_RATE_LIMIT["rate_per_second"],
         RATE_BURST=NO_RATE_LIMIT["rate_burst"],
     )
-    first = await gateway_processes(env, "gateway-1").start()
+    first = await asyncio.to_thread(gateway_processes(env, "gateway-1").start)  # on port 0
+    # its successor on the ports it got, where the clients reconnect
+    env = cli_env(env, WS_PORT=first.ws_port, HTTP_PORT=first.http_port)
     browsers = flows(tokens, 50, unique)
-    async with Traffic(f"ws://127.0.0.1:{ws_port}/v1/client", browsers, rate=4, burst=5) as traffic:
+    async with Traffic(f"{first.ws}/v1/client", browsers, rate=4, burst=5) as traffic:
         await wait_for(lambda: all(flow.acked >= 5 for flow in browsers), timeout=90)
         await wait_for(lambda: in_flight(browsers) >= 50, timeout=60, interval=0.002)  # mid-stream
 
         closes_at_kill = {flow.session: len(flow.closes) for flow in browsers}
-        await first.kill9()
+        first.kill9()
         acked_at_kill = {flow.session: flow.acked for flow in browsers}
         await wait_for(lambda: all(flow.closes_since(closes_at_kill[flow.session]) for flow in browsers), timeout=60)
 
-        second = await gateway_processes(env, "gateway-2").start()
+        second = await asyncio.to_thread(gateway_processes(env, "gateway-2").start)
         generated_at_restart = {flow.session: flow.generated for flow in browsers}
         await wait_for(
             lambda: all(flow.acked >= generated_at_restart[flow.session] + 3 for flow in browsers), timeout=120
         )
         traffic.finish()
         await traffic.settled(timeout=120)
-    assert await second.stop() == 0, second.log_tail()
+    assert await asyncio.to_thread(second.stop, 60) == 0, second.log_tail()
 
     assert all(flow.errors == [] for flow in browsers), [flow.errors for flow in browsers if flow.errors]
     assert_delivered(browsers, acked_at_kill, await callbacks_in(kafka_bootstrap, plan.client_events))

@@ -36,12 +36,8 @@ import itertools
 import json
 import os
 import re
-import signal
 import socket
-import subprocess
-import sys
 import time
-import urllib.request
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -74,6 +70,7 @@ from tests.fixtures.webhooks import body, inquiry_event
 from tests.integration.conftest import TOKEN_SECRET, WEBHOOK_SECRET, gateway_settings, started_gateway
 from tests.integration.workers import Worker, worker_env
 from tests.kafkautil import produce, wait_for
+from tests.processes import GatewayProcess
 from tests.wsclient import Client
 
 pytestmark = pytest.mark.integration
@@ -757,54 +754,6 @@ STATE_FACTOR = 2.0  # a stored view in the worker's memory, per byte of its JSON
 BACKLOG_MB = 16.0  # a worker behind: faust's stream buffers (4,096 events, two agents) at ~2 KB an event
 
 
-class GatewayProcess:
-    """``persona-stream gateway`` as a process of its own, on the ports it chose (port 0)."""
-
-    def __init__(self, env: dict[str, str], log_dir: Path) -> None:
-        # one process: the soak samples the memory of the process that serves
-        self.env = {**env, "PERSONA_STREAM_WS_PORT": "0", "PERSONA_STREAM_HTTP_PORT": "0",
-                    "PERSONA_STREAM_GATEWAY_PROCESSES": "1"}  # fmt: skip
-        self.log_path = log_dir / "gateway.log"
-        self.process: subprocess.Popen[bytes] | None = None
-        self.ws_port = self.http_port = 0
-
-    def start(self, timeout: float = 90) -> GatewayProcess:
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "persona_stream.cli", "gateway"], env=self.env, stdout=log, stderr=log
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(f"the gateway exited with {self.process.returncode}:\n{self.log()}")
-            if not self.ws_port and (found := re.search(r"ws://[^:]+:(\d+)/v1/client +http://[^:]+:(\d+)", self.log())):
-                self.ws_port, self.http_port = int(found.group(1)), int(found.group(2))
-            if self.http_port and self._ready():
-                return self
-            time.sleep(0.2)
-        self.stop()
-        raise AssertionError(f"the gateway did not become ready:\n{self.log()}")
-
-    def _ready(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/readyz", timeout=2) as answer:
-                return bool(answer.status == 200)
-        except OSError:  # URLError and HTTPError (503 until ready) are OSErrors
-            return False
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-
 def rss_mb(pid: int) -> float:
     """Resident memory of a process and its children, in MB."""
     process = psutil.Process(pid)
@@ -1079,6 +1028,7 @@ class Soak:
         }
 
 
+@pytest.mark.soak
 @pytest.mark.timeout(SOAK_SECONDS + 300)
 async def test_a_steady_load_loses_nothing_and_memory_stays_flat(
     kafka_bootstrap: str, unique: str, tmp_path: Path
@@ -1090,8 +1040,10 @@ async def test_a_steady_load_loses_nothing_and_memory_stays_flat(
             **worker_env(kafka_bootstrap, unique, **GATEWAY_CACHES),
             "PERSONA_STREAM_WEBHOOK_SECRETS": WEBHOOK_SECRET,
             "PERSONA_STREAM_WORKER_URL": worker_url(worker),
+            "PERSONA_STREAM_GATEWAY_PROCESSES": "1",  # the soak samples the memory of the process that serves
         },
-        tmp_path,
+        tmp_path / "gateway.log",
+        log_level="warning",
     )
     soak: Soak | None = None
     try:
