@@ -5,6 +5,7 @@ Maven, cached outside the repository, and run as one JVM that is both broker and
 The broker outlives the command that started it; a later ``start`` finds it through the state
 file and reuses it. Readiness is a real produce/consume round trip and both coordinators (group and transaction)
 answering, not an open port.
+
 The pinned versions and the files each node is configured by are in :mod:`persona_stream.kafkaconfig`.
 
 Layout under ``Settings.cache_dir``::
