@@ -1,14 +1,22 @@
-"""``persona-stream bench [scenario]``: run the benchmarks, print each table, write its JSON."""
+"""``persona-stream bench [scenario]``: run the benchmarks, print each table, write its JSON.
+
+The subcommand reaches the CLI through the ``persona_stream.commands`` entry point :func:`register`
+(``pyproject.toml``): the shell lists it in ``--help`` without importing this package.
+"""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from bench import end_to_end, fanout, ingest, processing, recovery
 from bench.harness import Bench, Result
+from core.settings import Settings
+from persona_stream.commands import Subcommands, ensure_kafka
 
 Scenario = Callable[..., Awaitable[Result]]
 
@@ -67,3 +75,41 @@ def main(
     scenarios = names or list(SCENARIOS)
     asyncio.run(run(bootstrap, scenarios, smoke=smoke, out=out, extra_env=extra, replication_factor=replication_factor))
     return 0
+
+
+def _bench(args: argparse.Namespace, settings: Settings) -> int:
+    unknown = [name for name in args.scenario if name not in SCENARIOS]
+    if unknown:
+        print(f"persona-stream: no benchmark {', '.join(unknown)} (have: {', '.join(SCENARIOS)})", file=sys.stderr)
+        return 2
+    bootstrap = asyncio.run(ensure_kafka(settings))
+    return main(
+        bootstrap,
+        args.scenario,
+        smoke=args.smoke,
+        out=Path(args.out),
+        guarantee=args.guarantee,
+        gateway_processes=args.gateway_processes,
+        replication_factor=settings.replication_factor,
+    )
+
+
+def register(commands: Subcommands) -> None:
+    """Add ``bench`` to the ``persona-stream`` command line (the ``persona_stream.commands`` entry point)."""
+    bench = commands.add_parser("bench", help="the benchmarks: print each figure with its ratio to the raw limit")
+    bench.add_argument(
+        "scenario",
+        nargs="*",
+        help="which to run: ingest, processing, end_to_end, fanout, recovery (default: all, in this order)",
+    )
+    bench.add_argument("--smoke", action="store_true", help="tiny sizes: checks that they run, measures nothing")
+    bench.add_argument("--guarantee", choices=["exactly_once", "at_least_once"], help="the workers' guarantee")
+    bench.add_argument(
+        "--gateway-processes",
+        type=int,
+        default=1,
+        metavar="N",
+        help="processes of the gateway under test (default 1: figures per process; 0: one per core)",
+    )
+    bench.add_argument("--out", default="bench/results", help="where to write the JSON results (default bench/results)")
+    bench.set_defaults(handler=_bench)

@@ -103,17 +103,7 @@ class Gateway:
             metrics=self.metrics,
             recent=Recent(s.dedupe_cache_size),
         )
-        self.statuses = StatusCache(capacity=s.status_cache_size, history=s.status_history)
-        self.status_hub = StatusHub(self.statuses)
-        self.analytics_hub = AnalyticsHub(timedelta(hours=s.analytics_retention_hours))
-        bootstrap = s.bootstrap_servers()
-        self.status_feed = TopicFeed(bootstrap, self.topics.inquiry_status.name, self.status_hub.on_record)
-        self.analytics_feed = TopicFeed(
-            bootstrap,
-            self.topics.analytics.name,
-            self.analytics_hub.on_record,
-            since_seconds=s.analytics_retention_hours * 3600,
-        )
+        self._feeds()
         self.reader = InquiryReader(s.worker_url, self.tokens)
         self.ws_routes: dict[str, WsRoute] = {
             "/v1/client": self._ingest,
@@ -129,6 +119,21 @@ class Gateway:
         self.http_port = s.http_port
         self.metrics.ready.set_function(lambda: float(self.ready))
 
+    def _feeds(self) -> None:
+        """The status and analytics topics' readers, each feeding its hub (and the status cache)."""
+        s = self.settings
+        self.statuses = StatusCache(capacity=s.status_cache_size, history=s.status_history)
+        self.status_hub = StatusHub(self.statuses)
+        self.analytics_hub = AnalyticsHub(timedelta(hours=s.analytics_retention_hours))
+        bootstrap = s.bootstrap_servers()
+        self.status_feed = TopicFeed(bootstrap, self.topics.inquiry_status.name, self.status_hub.on_record)
+        self.analytics_feed = TopicFeed(
+            bootstrap,
+            self.topics.analytics.name,
+            self.analytics_hub.on_record,
+            since_seconds=s.analytics_retention_hours * 3600,
+        )
+
     # --- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
@@ -136,6 +141,15 @@ class Gateway:
         await self.publisher.start()
         await self.status_feed.start()
         await self.analytics_feed.start()
+        await self._start_ws()
+        await self._start_http()
+        log.info("gateway listening: ws://%s:%d  http://%s:%d", s.host, self.ws_port, s.host, self.http_port)
+        if "*" in s.allowed_origins:
+            log.warning("allowed_origins is '*': any web page may open a websocket (set it in production)")
+
+    async def _start_ws(self) -> None:
+        """The websocket server on ``ws_port``; ``self.ws_port`` becomes the bound port (for port 0)."""
+        s = self.settings
         self._ws_server = await serve(
             self._dispatch,
             s.host,
@@ -149,6 +163,10 @@ class Gateway:
             reuse_port=self.reuse_port,
         )
         self.ws_port = self._ws_server.sockets[0].getsockname()[1]
+
+    async def _start_http(self) -> None:
+        """The HTTP server on ``http_port``, behind the edge's limits; ``self.http_port`` becomes the bound port."""
+        s = self.settings
         app = web.Application(client_max_size=s.webhook_max_bytes + 1)
         self.add_http_routes(app)
         edge = Edge(
@@ -167,9 +185,6 @@ class Gateway:
         server = site._server
         assert server is not None
         self.http_port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]  # uvloop servers too
-        log.info("gateway listening: ws://%s:%d  http://%s:%d", s.host, self.ws_port, s.host, self.http_port)
-        if "*" in s.allowed_origins:
-            log.warning("allowed_origins is '*': any web page may open a websocket (set it in production)")
 
     @property
     def ready(self) -> bool:

@@ -70,110 +70,9 @@ def _kafka(spec: TopicSpec, description: str, message: dict[str, str], name: str
 
 
 def document(settings: Settings) -> dict[str, Any]:
-    plan = TopicPlan.from_settings(settings)
+    """The AsyncAPI 3 document of the settings' topics and the gateway's websockets."""
     c = _Components()
-    client_event = c.message(
-        "ClientEvent", records.ClientEvent, "A browser callback stamped by the gateway, or a session link."
-    )
-    webhook = c.message(
-        "WebhookEvent",
-        webhooks.WebhookEvent,
-        "A Persona webhook body, byte for byte as Persona signed it.",
-        "validation",
-    )
-    status = c.message(
-        "StatusRecord", records.StatusRecord, "One change of an inquiry's status record: its trusted status or a flag."
-    )
-    api_snapshot = c.message(
-        "ApiSnapshot", records.ApiSnapshot, "An inquiry as Persona's REST API answered it: a trusted input."
-    )
-    analytics = c.message("AnalyticsRecord", records.AnalyticsRecord, "Funnel counts of one template over one window.")
-    dead = c.message("DeadLetter", records.DeadLetter, "A record that could not be processed, and why.")
-    client_frame = c.message("ClientFrame", frames.ClientFrame, "A frame a client sends.", "validation")
-    server_frame = c.message("ServerFrame", frames.ServerFrame, "A frame the gateway sends.")
-    c.message("Callback", callbacks.Callback, "One SDK callback (inside a callback frame).", "validation")
-
-    channels = {
-        "clientEvents": _kafka(
-            plan.client_events, "Client callbacks, as the gateway wrote them.", client_event, "ClientEvent"
-        ),
-        "webhooks": _kafka(
-            plan.webhooks, "Verified Persona webhooks; delivery headers kept as Kafka headers.", webhook, "WebhookEvent"
-        ),
-        "apiSnapshots": _kafka(
-            plan.api_snapshots,
-            "Reads of Persona's API (reconciliation), ordered against webhooks by when they were observed.",
-            api_snapshot,
-            "ApiSnapshot",
-        ),
-        "inquiryStatus": _kafka(
-            plan.inquiry_status,
-            "Trusted status changes; read it with isolation.level=read_committed.",
-            status,
-            "StatusRecord",
-        ),
-        "analytics": _kafka(
-            plan.analytics,
-            "The analytics feed: partial records while a window is open, then a final one.",
-            analytics,
-            "AnalyticsRecord",
-        ),
-        "deadLetters": _kafka(plan.dead_letters, "What could not be processed, with the reason.", dead, "DeadLetter"),
-        "ingest": {
-            "address": "/v1/client",
-            "description": "Browser callbacks in, acknowledgements out (scope ingest). See docs/protocol.md.",
-            "servers": [{"$ref": "#/servers/gateway-ws"}],
-            "messages": {"ClientFrame": client_frame, "ServerFrame": server_frame},
-        },
-        "subscribe": {
-            "address": "/v1/subscribe",
-            "description": "Trusted status updates (scopes subscribe, firehose): snapshot, then live, resumable.",
-            "servers": [{"$ref": "#/servers/gateway-ws"}],
-            "messages": {"ClientFrame": client_frame, "ServerFrame": server_frame},
-        },
-        "analyticsStream": {
-            "address": "/v1/analytics",
-            "description": "The analytics feed over a websocket (scope analytics).",
-            "servers": [{"$ref": "#/servers/gateway-ws"}],
-            "messages": {"ClientFrame": client_frame, "ServerFrame": server_frame},
-        },
-    }
-
-    def op(action: str, channel: str, messages: list[str], summary: str) -> dict[str, Any]:
-        return {
-            "action": action,
-            "summary": summary,
-            "channel": {"$ref": f"#/channels/{channel}"},
-            "messages": [{"$ref": f"#/channels/{channel}/messages/{m}"} for m in messages],
-        }
-
-    operations = {
-        "writeClientEvents": op("send", "clientEvents", ["ClientEvent"], "The gateway writes each accepted callback."),
-        "writeWebhooks": op("send", "webhooks", ["WebhookEvent"], "The gateway writes each verified webhook."),
-        "writeApiSnapshots": op(
-            "send", "apiSnapshots", ["ApiSnapshot"], "The reconciler writes each read of Persona's API."
-        ),
-        "publishStatus": op(
-            "send",
-            "inquiryStatus",
-            ["StatusRecord"],
-            "Workers publish each change (trusted status or flag), once, in order.",
-        ),
-        "publishAnalytics": op("send", "analytics", ["AnalyticsRecord"], "Workers publish analytics windows."),
-        "writeDeadLetters": op(
-            "send", "deadLetters", ["DeadLetter"], "Gateway and workers set aside what they cannot process."
-        ),
-        "receiveCallbacks": op("receive", "ingest", ["ClientFrame"], "Browsers send auth and callback frames."),
-        "answerCallbacks": op("send", "ingest", ["ServerFrame"], "The gateway answers ready, ack and error frames."),
-        "receiveSubscriptions": op(
-            "receive", "subscribe", ["ClientFrame"], "Clients send auth, subscribe, unsubscribe."
-        ),
-        "sendStatusUpdates": op(
-            "send", "subscribe", ["ServerFrame"], "The gateway sends subscribed and update frames."
-        ),
-        "receiveAnalyticsAuth": op("receive", "analyticsStream", ["ClientFrame"], "Dashboards send their auth frame."),
-        "sendAnalytics": op("send", "analyticsStream", ["ServerFrame"], "The gateway streams analytics records."),
-    }
+    messages = _messages(c)
     return {
         "asyncapi": "3.0.0",
         "info": {
@@ -190,9 +89,137 @@ def document(settings: Settings) -> dict[str, Any]:
                 "description": "The gateway's websocket port.",
             },
         },
-        "channels": channels,
-        "operations": operations,
+        "channels": _channels(TopicPlan.from_settings(settings), messages),
+        "operations": _operations(),
         "components": {"schemas": dict(sorted(c.schemas.items())), "messages": c.messages},
+    }
+
+
+def _messages(c: _Components) -> dict[str, dict[str, Any]]:
+    """Every message, registered with its schema in the components; the references by short name."""
+    m: dict[str, dict[str, Any]] = {}
+    m["client_event"] = c.message(
+        "ClientEvent", records.ClientEvent, "A browser callback stamped by the gateway, or a session link."
+    )
+    m["webhook"] = c.message(
+        "WebhookEvent",
+        webhooks.WebhookEvent,
+        "A Persona webhook body, byte for byte as Persona signed it.",
+        "validation",
+    )
+    m["status"] = c.message(
+        "StatusRecord", records.StatusRecord, "One change of an inquiry's status record: its trusted status or a flag."
+    )
+    m["api_snapshot"] = c.message(
+        "ApiSnapshot", records.ApiSnapshot, "An inquiry as Persona's REST API answered it: a trusted input."
+    )
+    m["analytics"] = c.message(
+        "AnalyticsRecord", records.AnalyticsRecord, "Funnel counts of one template over one window."
+    )
+    m["dead"] = c.message("DeadLetter", records.DeadLetter, "A record that could not be processed, and why.")
+    m["client_frame"] = c.message("ClientFrame", frames.ClientFrame, "A frame a client sends.", "validation")
+    m["server_frame"] = c.message("ServerFrame", frames.ServerFrame, "A frame the gateway sends.")
+    c.message("Callback", callbacks.Callback, "One SDK callback (inside a callback frame).", "validation")
+
+    return m
+
+
+def _channels(plan: TopicPlan, m: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The Kafka topics and the websocket paths, each with its messages."""
+    return {
+        "clientEvents": _kafka(
+            plan.client_events, "Client callbacks, as the gateway wrote them.", m["client_event"], "ClientEvent"
+        ),
+        "webhooks": _kafka(
+            plan.webhooks,
+            "Verified Persona webhooks; delivery headers kept as Kafka headers.",
+            m["webhook"],
+            "WebhookEvent",
+        ),
+        "apiSnapshots": _kafka(
+            plan.api_snapshots,
+            "Reads of Persona's API (reconciliation), ordered against webhooks by when they were observed.",
+            m["api_snapshot"],
+            "ApiSnapshot",
+        ),
+        "inquiryStatus": _kafka(
+            plan.inquiry_status,
+            "Trusted status changes; read it with isolation.level=read_committed.",
+            m["status"],
+            "StatusRecord",
+        ),
+        "analytics": _kafka(
+            plan.analytics,
+            "The analytics feed: partial records while a window is open, then a final one.",
+            m["analytics"],
+            "AnalyticsRecord",
+        ),
+        "deadLetters": _kafka(
+            plan.dead_letters, "What could not be processed, with the reason.", m["dead"], "DeadLetter"
+        ),
+        "ingest": {
+            "address": "/v1/client",
+            "description": "Browser callbacks in, acknowledgements out (scope ingest). See docs/protocol.md.",
+            **_websocket(m),
+        },
+        "subscribe": {
+            "address": "/v1/subscribe",
+            "description": "Trusted status updates (scopes subscribe, firehose): snapshot, then live, resumable.",
+            **_websocket(m),
+        },
+        "analyticsStream": {
+            "address": "/v1/analytics",
+            "description": "The analytics feed over a websocket (scope analytics).",
+            **_websocket(m),
+        },
+    }
+
+
+def _websocket(m: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """A websocket path's server and messages (new objects each time: YAML would tie shared ones by anchors)."""
+    return {
+        "servers": [{"$ref": "#/servers/gateway-ws"}],
+        "messages": {"ClientFrame": m["client_frame"], "ServerFrame": m["server_frame"]},
+    }
+
+
+def _op(action: str, channel: str, messages: list[str], summary: str) -> dict[str, Any]:
+    return {
+        "action": action,
+        "summary": summary,
+        "channel": {"$ref": f"#/channels/{channel}"},
+        "messages": [{"$ref": f"#/channels/{channel}/messages/{m}"} for m in messages],
+    }
+
+
+def _operations() -> dict[str, Any]:
+    """Who sends and who receives on each channel."""
+    return {
+        "writeClientEvents": _op("send", "clientEvents", ["ClientEvent"], "The gateway writes each accepted callback."),
+        "writeWebhooks": _op("send", "webhooks", ["WebhookEvent"], "The gateway writes each verified webhook."),
+        "writeApiSnapshots": _op(
+            "send", "apiSnapshots", ["ApiSnapshot"], "The reconciler writes each read of Persona's API."
+        ),
+        "publishStatus": _op(
+            "send",
+            "inquiryStatus",
+            ["StatusRecord"],
+            "Workers publish each change (trusted status or flag), once, in order.",
+        ),
+        "publishAnalytics": _op("send", "analytics", ["AnalyticsRecord"], "Workers publish analytics windows."),
+        "writeDeadLetters": _op(
+            "send", "deadLetters", ["DeadLetter"], "Gateway and workers set aside what they cannot process."
+        ),
+        "receiveCallbacks": _op("receive", "ingest", ["ClientFrame"], "Browsers send auth and callback frames."),
+        "answerCallbacks": _op("send", "ingest", ["ServerFrame"], "The gateway answers ready, ack and error frames."),
+        "receiveSubscriptions": _op(
+            "receive", "subscribe", ["ClientFrame"], "Clients send auth, subscribe, unsubscribe."
+        ),
+        "sendStatusUpdates": _op(
+            "send", "subscribe", ["ServerFrame"], "The gateway sends subscribed and update frames."
+        ),
+        "receiveAnalyticsAuth": _op("receive", "analyticsStream", ["ClientFrame"], "Dashboards send their auth frame."),
+        "sendAnalytics": _op("send", "analyticsStream", ["ServerFrame"], "The gateway streams analytics records."),
     }
 
 

@@ -21,15 +21,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from persona_stream.localkafka import (
-    BrokerState,
-    LocalKafka,
-    LocalKafkaError,
-    Quorum,
-    StartResult,
-    random_cluster_id,
-    wait_ready,
-)
+from persona_stream.kafkaconfig import Quorum, random_cluster_id
+from persona_stream.localkafka import BrokerState, LocalKafka, LocalKafkaError, StartResult, wait_ready
 from schemas.errors import Code
 
 

@@ -6,6 +6,8 @@ The broker outlives the command that started it; a later ``start`` finds it thro
 file and reuses it. Readiness is a real produce/consume round trip and both coordinators (group and transaction)
 answering, not an open port.
 
+The pinned versions and the files each node is configured by are in :mod:`persona_stream.kafkaconfig`.
+
 Layout under ``Settings.cache_dir``::
 
     jars/kafka-<version>/pom.xml, libs/*.jar    the runtime classpath, shared by every broker
@@ -31,7 +33,6 @@ Errors (all :class:`LocalKafkaError`, each with a stable ``code``)::
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import json
 import os
@@ -41,7 +42,6 @@ import signal
 import socket
 import subprocess
 import time
-import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -49,13 +49,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.client import AIOKafkaClient, CoordinationType
 
 from core.topics import ensure_topic
+from persona_stream.kafkaconfig import KAFKA_VERSION as KAFKA_VERSION  # re-exported: the version callers report
+from persona_stream.kafkaconfig import LOG4J2, LOG4J_VERSION, POM, Quorum, random_cluster_id, server_properties
 from schemas.errors import Code, PersonaStreamError
-
-KAFKA_VERSION = "4.1.1"
-"""The one pinned Kafka version; docker-compose.yml runs ``apache/kafka`` at the same version."""
-
-LOG4J_VERSION = "2.24.3"
-"""Kafka 4.1.1's own log4j2 version (the POM does not pull a logging backend)."""
 
 READY_TOPIC = "__persona_stream_ready"
 READY_KEY = "persona-stream-ready"
@@ -90,94 +86,6 @@ class StartResult:
     state: BrokerState
     reused: bool
     seconds: float
-
-
-_POM = """<project xmlns="http://maven.apache.org/POM/4.0.0">
-  <modelVersion>4.0.0</modelVersion>
-  <groupId>persona-stream.local</groupId>
-  <artifactId>kafka-runtime</artifactId>
-  <version>{kafka}</version>
-  <packaging>pom</packaging>
-  <dependencies>
-    <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka_2.13</artifactId><version>{kafka}</version></dependency>
-    <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-slf4j-impl</artifactId><version>{log4j}</version></dependency>
-    <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-api</artifactId><version>{log4j}</version></dependency>
-    <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-core</artifactId><version>{log4j}</version></dependency>
-  </dependencies>
-</project>
-"""
-
-_LOG4J2 = """status = warn
-appender.file.type = File
-appender.file.name = file
-appender.file.fileName = {logs}/server.log
-appender.file.layout.type = PatternLayout
-appender.file.layout.pattern = [%d] %p %m (%c)%n
-rootLogger.level = INFO
-rootLogger.appenderRef.file.ref = file
-logger.request.name = kafka.request.logger
-logger.request.level = WARN
-logger.controller.name = org.apache.kafka.controller
-logger.controller.level = WARN
-"""
-
-
-def _server_properties(
-    data: Path, port: int, controller_port: int, node_id: int = 1, cluster: Quorum | None = None
-) -> str:
-    """A node that is both broker and controller; alone, or one of the voters of ``cluster``."""
-    voters = cluster.voters if cluster is not None else f"{node_id}@127.0.0.1:{controller_port}"
-    replicas = str(min(3, cluster.size)) if cluster is not None else "1"
-    min_isr = str(min(2, cluster.size)) if cluster is not None else "1"
-    settings = {
-        "process.roles": "broker,controller",
-        "node.id": str(node_id),
-        "controller.quorum.voters": voters,
-        "listeners": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
-        "advertised.listeners": f"PLAINTEXT://127.0.0.1:{port}",
-        "controller.listener.names": "CONTROLLER",
-        "inter.broker.listener.name": "PLAINTEXT",
-        "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
-        "log.dirs": str(data),
-        "num.partitions": "1",
-        "default.replication.factor": replicas,
-        "min.insync.replicas": min_isr,
-        "offsets.topic.replication.factor": replicas,
-        "offsets.topic.num.partitions": "4",
-        "transaction.state.log.replication.factor": replicas,
-        "transaction.state.log.min.isr": min_isr,
-        "transaction.state.log.num.partitions": "4",
-        "share.coordinator.state.topic.replication.factor": replicas,
-        "share.coordinator.state.topic.min.isr": min_isr,
-        "group.initial.rebalance.delay.ms": "0",
-        "auto.create.topics.enable": "false",
-        "log.retention.hours": "168",
-        "log.segment.bytes": str(64 * 1024 * 1024),
-    }
-    return "".join(f"{key}={value}\n" for key, value in settings.items())
-
-
-@dataclass(frozen=True)
-class Quorum:
-    """The nodes of a local cluster: every one is a broker and a controller voter."""
-
-    cluster_id: str
-    controller_ports: tuple[int, ...]
-
-    @property
-    def size(self) -> int:
-        return len(self.controller_ports)
-
-    @property
-    def voters(self) -> str:
-        return ",".join(f"{n + 1}@127.0.0.1:{port}" for n, port in enumerate(self.controller_ports))
-
-
-def random_cluster_id() -> str:
-    while True:
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-        if not cluster_id.startswith("-"):
-            return cluster_id
 
 
 def _port_is_open(port: int) -> bool:
@@ -240,7 +148,7 @@ class LocalKafka:
                 "(Debian: apt-get install maven) or set PERSONA_STREAM_KAFKA_BOOTSTRAP_SERVERS.",
             )
         self.jars.mkdir(parents=True, exist_ok=True)
-        (self.jars / "pom.xml").write_text(_POM.format(kafka=KAFKA_VERSION, log4j=LOG4J_VERSION))
+        (self.jars / "pom.xml").write_text(POM.format(kafka=KAFKA_VERSION, log4j=LOG4J_VERSION))
         staging = self.jars / "libs.partial"
         shutil.rmtree(staging, ignore_errors=True)
         command = [
@@ -325,9 +233,9 @@ class LocalKafka:
         data.mkdir(parents=True, exist_ok=True)
         logs.mkdir(parents=True, exist_ok=True)
         properties = self.home / "server.properties"
-        properties.write_text(_server_properties(data, self.port, self.controller_port, self.node_id, self.cluster))
+        properties.write_text(server_properties(data, self.port, self.controller_port, self.node_id, self.cluster))
         log_config = self.home / "log4j2.properties"
-        log_config.write_text(_LOG4J2.format(logs=logs))
+        log_config.write_text(LOG4J2.format(logs=logs))
         classpath = f"{self.jars / 'libs'}/*"
         log_opt = f"-Dlog4j2.configurationFile={log_config}"
         if not (data / "meta.properties").exists():

@@ -53,10 +53,47 @@ EXIT_KAFKA_WRITE_FAILED = 70
 
 
 def create_app(settings: Settings) -> tuple[WorkerApp, Pipeline]:
+    """The worker: its faust app with agents, timer and the view route, and the pipeline they call."""
     plan = TopicPlan.from_settings(settings)
+    app = _worker_app(settings)
+    pipeline, tables, metrics = _pipeline(app, settings, plan)
+    _register_agents(app, pipeline, tables, settings, plan)
+
+    tokens = TokenAuthority(settings.token_secret.get_secret_value().encode()) if settings.token_secret else None
+
+    async def view(web: Any, request: Any, inquiry_id: str) -> Any:
+        if tokens is None:
+            return web.json({"code": Code.VIEWS_DISABLED, "message": "no token secret configured"}, status=503)
+        header = request.headers.get("Authorization", "")
+        try:
+            tokens.verify(bearer_token(header), ("firehose",))
+        except TokenError as exc:
+            return web.json({"code": exc.code, "message": str(exc)}, status=401)
+        found = pipeline.view_json(inquiry_id.encode())
+        if found is None:
+            return web.json({"code": Code.NOT_FOUND, "message": "no such inquiry"}, status=404)
+        return web.bytes(found, content_type="application/json")
+
+    routed = app.table_route(table=tables.inquiries, match_info="inquiry_id")(view)
+
+    async def view_when_ready(web: Any, request: Any, inquiry_id: str) -> Any:
+        if app.rebalancing or not app.tables.recovery.completed.is_set():
+            # its tables are being restored: "not found" would be a lie (the gateway answers 503); and
+            # before routing: the partitions and their owners are not known yet either
+            return web.json({"code": Code.RECOVERING, "message": "the worker is restoring its state"}, status=503)
+        return await routed(web, request, inquiry_id=inquiry_id)
+
+    app.page("/v1/views/{inquiry_id}")(view_when_ready)
+    # worker metrics (processors/metrics.py): a sensor, a sampling timer and GET /metrics
+    install(app, metrics, [plan.client_events.name, plan.webhooks.name, plan.api_snapshots.name,
+                           plan.processor_ticks.name, plan.analytics_facts.name], tables.inquiries)  # fmt: skip
+    return app, pipeline
+
+
+def _worker_app(settings: Settings) -> WorkerApp:
+    """The faust app of the settings: brokers, store, guarantee, timings and the worker's web server."""
     datadir = settings.worker_state_dir()
     datadir.mkdir(parents=True, exist_ok=True)
-    exactly_once = settings.processing_guarantee == "exactly_once"
     app = WorkerApp(
         settings.processors_id,
         brokers=[host.strip() for host in settings.bootstrap_servers().split(",")],
@@ -88,7 +125,12 @@ def create_app(settings: Settings) -> tuple[WorkerApp, Pipeline]:
         recovery_consistency_check=False,  # meant for RocksDB files; transactional changelogs trip it
         table_standby_replicas=0,  # faust's standby offsets can go negative after a failover and crash recovery
     )
+    return app
 
+
+def _pipeline(app: WorkerApp, settings: Settings, plan: TopicPlan) -> tuple[Pipeline, Tables, WorkerMetrics]:
+    """The app's tables and the pipeline that reads and writes them."""
+    exactly_once = settings.processing_guarantee == "exactly_once"
     # faust takes a table's own store URL only when it is truthy, and yarl's URL("memory://") is not
     # (no host): it would fall back to the app's store. A host makes it count.
     memory = "memory://tables"
@@ -119,7 +161,11 @@ def create_app(settings: Settings) -> tuple[WorkerApp, Pipeline]:
         cache_size=settings.view_cache_size,
         metrics=metrics,
     )
+    return pipeline, tables, metrics
 
+
+def _register_agents(app: WorkerApp, pipeline: Pipeline, tables: Tables, settings: Settings, plan: TopicPlan) -> None:
+    """The agents, the tick timer and the recovery and rebalance callbacks, each calling the pipeline."""
     raw: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
     inputs = app.topic(
         plan.client_events.name, plan.webhooks.name, plan.api_snapshots.name, plan.processor_ticks.name, **raw
@@ -159,21 +205,6 @@ def create_app(settings: Settings) -> tuple[WorkerApp, Pipeline]:
     async def partitions_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
         pipeline.forget()
 
-    tokens = TokenAuthority(settings.token_secret.get_secret_value().encode()) if settings.token_secret else None
-
-    async def view(web: Any, request: Any, inquiry_id: str) -> Any:
-        if tokens is None:
-            return web.json({"code": Code.VIEWS_DISABLED, "message": "no token secret configured"}, status=503)
-        header = request.headers.get("Authorization", "")
-        try:
-            tokens.verify(bearer_token(header), ("firehose",))
-        except TokenError as exc:
-            return web.json({"code": exc.code, "message": str(exc)}, status=401)
-        found = pipeline.view_json(inquiry_id.encode())
-        if found is None:
-            return web.json({"code": Code.NOT_FOUND, "message": "no such inquiry"}, status=404)
-        return web.bytes(found, content_type="application/json")
-
     # registered by calls rather than decorators: faust is untyped, the functions above are not
     app.agent(inputs, name="correlate")(correlate)
     app.agent(facts, name="analytics")(aggregate)
@@ -181,20 +212,6 @@ def create_app(settings: Settings) -> tuple[WorkerApp, Pipeline]:
     tables.deadlines.on_recover(deadlines_recovered)
     tables.windows.on_recover(windows_recovered)
     app.on_partitions_revoked.connect(partitions_revoked)
-    routed = app.table_route(table=tables.inquiries, match_info="inquiry_id")(view)
-
-    async def view_when_ready(web: Any, request: Any, inquiry_id: str) -> Any:
-        if app.rebalancing or not app.tables.recovery.completed.is_set():
-            # its tables are being restored: "not found" would be a lie (the gateway answers 503); and
-            # before routing: the partitions and their owners are not known yet either
-            return web.json({"code": Code.RECOVERING, "message": "the worker is restoring its state"}, status=503)
-        return await routed(web, request, inquiry_id=inquiry_id)
-
-    app.page("/v1/views/{inquiry_id}")(view_when_ready)
-    # worker metrics (processors/metrics.py): a sensor, a sampling timer and GET /metrics
-    install(app, metrics, [plan.client_events.name, plan.webhooks.name, plan.api_snapshots.name,
-                           plan.processor_ticks.name, plan.analytics_facts.name], tables.inquiries)  # fmt: skip
-    return app, pipeline
 
 
 def changelog_topics(app: WorkerApp, settings: Settings) -> list[TopicSpec]:

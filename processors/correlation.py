@@ -3,6 +3,11 @@
 Pure and synchronous: no faust, no Kafka, no clock -- time is passed in. The faust agents in
 ``processors/app.py`` only load a view, call one function here, and write what it returns.
 
+The entry points are here with the rules below; what they share is beside them:
+:mod:`processors.lifecycle` (the orders of Persona's statuses), :mod:`processors.funnel` (the
+client part's bookkeeping) and :mod:`processors.outcome` (what an input did, and the steps every
+input ends with: flags, records, the timer).
+
 Trusted part (from verified webhooks only)
 ==========================================
 
@@ -103,153 +108,63 @@ trusted completion. Repeats yield nothing, so retries and replays are never coun
 
 from __future__ import annotations
 
-import bisect
-from collections import Counter
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 
-from processors import flags, publication
-from processors.flags import TRUSTED_COMPLETION, counted_claims
-from schemas.callbacks import (
-    EventName,
-    OnCancel,
-    OnComplete,
-    OnError,
-    OnEvent,
-    known_error,
-    known_event,
+from processors.flags import TRUSTED_COMPLETION
+from processors.funnel import add_to_timeline, callback_counts, note_claims, reach, step_of, track_session
+from processors.lifecycle import (
+    DECISIONS,
+    LIFECYCLE_RANK,
+    NAME_STATUS,
+    TIMESTAMP_ATTRIBUTES,
+    object_family,
+    object_key,
+    parse_timestamp,
+    reachable,
+    snapshot_stamp,
 )
-from schemas.records import ApiSnapshot, CallbackRecord, Flags, StatusRecord, Trigger, TrustedSource
-from schemas.views import (
-    AuditEntry,
-    ClientPart,
-    InquiryView,
-    ObjectResult,
-    SessionInfo,
-    Stamp,
-    SubjectClaims,
-    TimelineEntry,
-    TrustedPart,
+from processors.outcome import (
+    UNKNOWN_TEMPLATE,
+    Config,
+    Outcome,
+    audit,
+    conclude,
+    next_deadline,
+    publish,
+    reconcile_due,
+    refresh_flags,
+    template_of,
 )
-from schemas.webhooks import InquiryObject, WebhookEvent
+from schemas.records import ApiSnapshot, CallbackRecord, Trigger, TrustedSource
+from schemas.views import InquiryView, ObjectResult, Stamp, TrustedPart
+from schemas.webhooks import InquiryObject, OtherObject, WebhookEvent
 
-LIFECYCLE_RANK = {
-    "created": 0,
-    "pending": 1,
-    "completed": 2,
-    "failed": 2,
-    "expired": 2,
-    "needs_review": 3,
-    "approved": 4,
-    "declined": 4,
-}
-LIFECYCLE_NEXT = {
-    "created": {"pending", "expired"},
-    "pending": {"completed", "failed", "expired"},
-    "completed": {"approved", "declined", "needs_review"},
-    "failed": {"approved", "declined", "needs_review"},
-    "expired": {"approved", "declined", "needs_review"},
-    "needs_review": {"approved", "declined"},
-}
-NAME_STATUS = {
-    "inquiry.created": "created",
-    "inquiry.started": "pending",
-    "inquiry.completed": "completed",
-    "inquiry.failed": "failed",
-    "inquiry.expired": "expired",
-    "inquiry.marked-for-review": "needs_review",
-    "inquiry.approved": "approved",
-    "inquiry.declined": "declined",
-}
-OBJECT_PROGRESS = {
-    "created": 0,
-    "initiated": 0,
-    "open": 0,
-    "pending": 1,
-    "submitted": 1,
-    "requires-retry": 2,
-    "requires_retry": 2,
-    "ready": 3,
-    "errored": 3,
-    "matched": 3,
-    "passed": 3,
-    "failed": 3,
-    "canceled": 3,
-    "confirmed": 3,
-    "resolved": 4,
-    "approved": 4,
-    "declined": 4,
-}
-DECISIONS = frozenset({"approved", "declined"})
-UNKNOWN_TEMPLATE = "unknown"
-TIMESTAMP_ATTRIBUTES = (
-    "created_at",
-    "started_at",
-    "completed_at",
-    "failed_at",
-    "expired_at",
-    "expires_at",
-    "marked_for_review_at",
-    "decisioned_at",
-    "redacted_at",
-)
+__all__ = [
+    "API_EVENT_NAME",
+    "UNKNOWN_TEMPLATE",
+    "Config",
+    "Outcome",
+    "apply_api_snapshot",
+    "apply_callback",
+    "apply_webhook",
+    "next_deadline",
+    "refresh",
+]
 
-
-@dataclass(frozen=True)
-class Config:
-    awaiting_confirmation_seconds: float = 120.0
-    timeline_limit: int = 50
-    audit_limit: int = 100
-    sessions_limit: int = 20
-    steps_limit: int = 40
-    seen_above_limit: int = 256
-    reconcile_interval_seconds: float | None = None  # None: no reconcile requests
-    reconcile_max_requests: int = 60  # per inquiry: then the flag stays raised for a person to look
-
-
-@dataclass
-class Outcome:
-    """What one input did to a view."""
-
-    view_changed: bool = False
-    status: StatusRecord | None = None
-    counts: Counter[str] = field(default_factory=Counter)
-    durations: list[float] = field(default_factory=list)
-    template_id: str = UNKNOWN_TEMPLATE
-    reconcile: bool = False  # ask the reconciler to read this inquiry from Persona's API
-
-
-def reachable(before: str, after: str) -> bool:
-    """Whether Persona's lifecycle can go from ``before`` to ``after`` (events in between skipped)."""
-    seen, frontier = {before}, [before]
-    while frontier:
-        for status in LIFECYCLE_NEXT.get(frontier.pop(), ()):
-            if status == after:
-                return True
-            if status not in seen:
-                seen.add(status)
-                frontier.append(status)
-    return before == after
+API_EVENT_NAME = "api.inquiry"
+"""The event name an API snapshot goes by in the audit trail and a record's cause."""
 
 
 # --- webhooks --------------------------------------------------------------------------------
 
 
-def _stamp(created_at: datetime, status: str | None, event_id: str) -> Stamp:
-    return Stamp(created_at=created_at, rank=LIFECYCLE_RANK.get(status or "", -1), event_id=event_id)
-
-
 def apply_webhook(view: InquiryView, event: WebhookEvent, now: datetime, config: Config) -> Outcome:
     """Apply one verified webhook event to the view (in place)."""
-    outcome = Outcome()
     event_id, name = event.event_id, event.name
     created_at = event.data.attributes.created_at
-    if any(entry.event_id == event_id for entry in view.audit):
-        _audit(view, event_id, name, created_at, "duplicate", config)
-        outcome.view_changed = True
-        outcome.template_id = template_of(view)
-        return outcome
-
+    if _seen(view, event_id):
+        return _duplicate(view, event_id, name, created_at, "webhook", config)
+    outcome = Outcome()
     obj = event.object
     note: str | None = None
     if isinstance(obj, InquiryObject):
@@ -259,37 +174,43 @@ def apply_webhook(view: InquiryView, event: WebhookEvent, now: datetime, config:
         result, transition = _apply_inquiry(view, event_id, name, created_at, obj, "webhook", now, outcome)
         note = note or transition
     else:
-        family = _object_family(name, obj.type)
-        if family is None:
-            result = "recorded"
-        else:
-            target = getattr(view.trusted, family)
-            existing = target.get(obj.id)
-            reported = obj.attributes.get("status")
-            candidate = ObjectResult(
-                type=obj.type,
-                status=reported if isinstance(reported, str) else name.rsplit(".", 1)[-1],
-                event_name=name,
-                event_id=event_id,
-                created_at=created_at,
-            )
-            if existing is None or _object_key(candidate) > _object_key(existing):
-                target[obj.id] = candidate
-                result = "applied"
-            else:
-                result = "stale"
-    _audit(view, event_id, name, created_at, result, config, note)
-    outcome.view_changed = True
+        result = _apply_object(view, event_id, name, created_at, obj)
+    audit(view, event_id, name, created_at, result, config, note)
     outcome.template_id = template_of(view)
-    _measure_start_to_completion(view, outcome)
-    _refresh_flags(view, now, config, outcome)
-    _publish(view, outcome, Trigger(source="webhook", at=created_at, event_id=event_id))
-    view.updated_at = now
-    return outcome
+    return conclude(view, outcome, Trigger(source="webhook", at=created_at, event_id=event_id), now, config)
 
 
-API_EVENT_NAME = "api.inquiry"
-"""The event name an API snapshot goes by in the audit trail and a record's cause."""
+def _seen(view: InquiryView, event_id: str) -> bool:
+    return any(entry.event_id == event_id for entry in view.audit)
+
+
+def _duplicate(
+    view: InquiryView, event_id: str, name: str, created_at: datetime, source: TrustedSource, config: Config
+) -> Outcome:
+    """A repeated event id: audited as ``duplicate``, nothing else changes."""
+    audit(view, event_id, name, created_at, "duplicate", config, source=source)
+    return Outcome(view_changed=True, template_id=template_of(view))
+
+
+def _apply_object(view: InquiryView, event_id: str, name: str, created_at: datetime, obj: OtherObject) -> str:
+    """A verification, report or case into its map if it is the newest of its id; the audit outcome."""
+    family = object_family(name, obj.type)
+    if family is None:
+        return "recorded"
+    target = getattr(view.trusted, family)
+    existing = target.get(obj.id)
+    reported = obj.attributes.get("status")
+    candidate = ObjectResult(
+        type=obj.type,
+        status=reported if isinstance(reported, str) else name.rsplit(".", 1)[-1],
+        event_name=name,
+        event_id=event_id,
+        created_at=created_at,
+    )
+    if existing is None or object_key(candidate) > object_key(existing):
+        target[obj.id] = candidate
+        return "applied"
+    return "stale"
 
 
 def apply_api_snapshot(view: InquiryView, snapshot: ApiSnapshot, now: datetime, config: Config) -> Outcome:
@@ -299,27 +220,19 @@ def apply_api_snapshot(view: InquiryView, snapshot: ApiSnapshot, now: datetime, 
     the place of the event id), so it never rolls back a newer webhook; a repeated snapshot id changes
     nothing. Audit entry, trusted part and record say ``source: api``.
     """
-    outcome = Outcome()
     event_id, created_at = snapshot.snapshot_id, snapshot.observed_at
-    if any(entry.event_id == event_id for entry in view.audit):
-        _audit(view, event_id, API_EVENT_NAME, created_at, "duplicate", config, source="api")
-        outcome.view_changed = True
-        outcome.template_id = template_of(view)
-        return outcome
+    if _seen(view, event_id):
+        return _duplicate(view, event_id, API_EVENT_NAME, created_at, "api", config)
+    outcome = Outcome()
     attributes = snapshot.inquiry.attributes
     finished = parse_timestamp(attributes.completed_at) or parse_timestamp(attributes.failed_at)
     completed = finished if finished is not None and finished <= created_at else None
     result, note = _apply_inquiry(
         view, event_id, API_EVENT_NAME, created_at, snapshot.inquiry, "api", now, outcome, completed
     )
-    _audit(view, event_id, API_EVENT_NAME, created_at, result, config, note, source="api")
-    outcome.view_changed = True
+    audit(view, event_id, API_EVENT_NAME, created_at, result, config, note, source="api")
     outcome.template_id = template_of(view)
-    _measure_start_to_completion(view, outcome)
-    _refresh_flags(view, now, config, outcome)
-    _publish(view, outcome, Trigger(source="api", at=created_at, event_id=event_id))
-    view.updated_at = now
-    return outcome
+    return conclude(view, outcome, Trigger(source="api", at=created_at, event_id=event_id), now, config)
 
 
 def _apply_inquiry(
@@ -343,13 +256,13 @@ def _apply_inquiry(
         view.milestones.append(status)
         view.milestones.sort(key=lambda s: (LIFECYCLE_RANK.get(s, 99), s))
         outcome.counts[f"trusted.{status}"] += 1
-    stamp = _stamp(created_at, status, event_id)
+    stamp = snapshot_stamp(created_at, status, event_id)
     trusted = view.trusted
     newer = trusted.created_at is None or trusted.event_id is None
     if not newer:
         assert trusted.created_at is not None
         assert trusted.event_id is not None
-        newer = stamp.key() > _stamp(trusted.created_at, trusted.status, trusted.event_id).key()
+        newer = stamp.key() > snapshot_stamp(trusted.created_at, trusted.status, trusted.event_id).key()
     if newer:
         if trusted.status is not None and not reachable(trusted.status, status):
             note = "unexpected-transition"
@@ -362,17 +275,6 @@ def _apply_inquiry(
         if view.trusted_completed_at is None or completed < view.trusted_completed_at:
             view.trusted_completed_at = completed
     return ("applied" if newer else "stale"), note
-
-
-def parse_timestamp(value: str | None) -> datetime | None:
-    """An ISO 8601 time with its offset (``Z`` too) from Persona's attributes; None if absent or naive."""
-    if value is None:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo is not None else None
 
 
 def _apply_snapshot(
@@ -405,248 +307,38 @@ def _take_identity(trusted: TrustedPart, obj: InquiryObject, stamp: Stamp) -> No
         trusted.template_id, trusted.template_from = template, stamp
 
 
-def _object_key(result: ObjectResult) -> tuple[datetime, int, str]:
-    return result.created_at, OBJECT_PROGRESS.get(result.status or "", -1), result.event_id
-
-
-def _object_family(name: str, object_type: str) -> str | None:
-    if name.startswith("verification.") or object_type.startswith("verification"):
-        return "verifications"
-    if name.startswith("report/") or object_type.startswith("report/"):
-        return "reports"
-    if name.startswith("case.") or object_type == "case":
-        return "cases"
-    return None
-
-
-def _audit(
-    view: InquiryView,
-    event_id: str,
-    name: str,
-    created_at: datetime,
-    outcome: str,
-    config: Config,
-    note: str | None = None,
-    source: TrustedSource = "webhook",
-) -> None:
-    view.audit.append(
-        AuditEntry(event_id=event_id, event_name=name, created_at=created_at, outcome=outcome, note=note, source=source)
-    )
-    if len(view.audit) > config.audit_limit:
-        del view.audit[: len(view.audit) - config.audit_limit]
-
-
-def _measure_start_to_completion(view: InquiryView, outcome: Outcome) -> None:
-    """Once both the client's start and the trusted completion are known -- in either order.
-
-    The view's value follows the earliest of each, whatever the arrival order; analytics get the
-    first measure only (a count cannot be taken back).
-    """
-    started, completed = counted_claims(view).started_at, view.trusted_completed_at
-    if started is None or completed is None:
-        return
-    seconds = (completed - started).total_seconds()
-    if seconds >= 0 and seconds != view.start_to_trusted_completion:
-        if view.start_to_trusted_completion is None:
-            outcome.durations.append(seconds)
-        view.start_to_trusted_completion = seconds
-        outcome.view_changed = True
-
-
 # --- callbacks -------------------------------------------------------------------------------
-
-
-def session_key(session: str, subject: str) -> str:
-    """A session id is the browser's word: it is unique only together with the token's subject."""
-    return f"{session}:{subject}"
 
 
 def apply_callback(view: InquiryView, record: CallbackRecord, now: datetime, config: Config) -> Outcome:
     """Apply one client callback to the view (in place); a repeat of (subject, session, seq) changes nothing."""
-    outcome = Outcome()
     client = view.client
-    key = session_key(record.session, record.subject)
-    session = client.sessions.get(key)
-    if session is None:
-        session = SessionInfo(
-            subject=record.subject, origin=record.origin, first_seen=record.received_at, last_seen=record.received_at
-        )
-        client.sessions[key] = session
-        if len(client.sessions) > config.sessions_limit:
-            oldest = min(client.sessions, key=lambda k: client.sessions[k].last_seen)
-            del client.sessions[oldest]
-    elif record.seq in session.seqs:
-        outcome.template_id = template_of(view, record)
-        return outcome
-    session.seqs.add(record.seq, config.seen_above_limit)
-    session.last_seen = max(session.last_seen, record.received_at)
-    if record.subject not in client.subjects:
-        client.subjects.append(record.subject)
-    if record.template_id is not None:
-        client.template_id = record.template_id
-
-    callback = record.callback
-    name = callback.name if isinstance(callback, OnEvent) else None
-    bisect.insort(
-        client.timeline,
-        TimelineEntry(at=record.received_at, session=record.session, seq=record.seq, kind=callback.kind, name=name),
-        key=_timeline_order,
-    )
-    if len(client.timeline) > config.timeline_limit:
-        del client.timeline[: len(client.timeline) - config.timeline_limit]
-
-    step = _step_of(callback)
+    if not track_session(client, record, config.sessions_limit, config.seen_above_limit):
+        return Outcome(template_id=template_of(view, record))
+    add_to_timeline(client, record, config.timeline_limit)
+    step = step_of(record.callback)
     if step is not None:
-        _reach(client, step, record.received_at, config.steps_limit)
-    claims = client.claims.setdefault(record.subject, SubjectClaims())
-    if isinstance(callback, OnEvent):
-        if callback.name == EventName.START and (claims.started_at is None or record.received_at < claims.started_at):
-            claims.started_at = record.received_at
-        if callback.name == EventName.LOAD_CAMERA_FAILED:
-            client.camera_failures += 1
-        if callback.name.startswith("one-time-link-"):
-            client.one_time_link[callback.name] = client.one_time_link.get(callback.name, 0) + 1
-    elif isinstance(callback, OnComplete):
-        # the earliest claim of this subject stands: a later repeat cannot rewrite it
-        if claims.completed_at is None or record.received_at < claims.completed_at:
-            claims.claimed_status, claims.completed_at = callback.status, record.received_at
-    elif isinstance(callback, OnCancel):
-        client.cancels += 1
-    elif isinstance(callback, OnError):
-        client.error_codes[callback.code] = client.error_codes.get(callback.code, 0) + 1
-
-    outcome.view_changed = True
-    outcome.template_id = template_of(view, record)
+        reach(client, step, record.received_at, config.steps_limit)
+    note_claims(client, record)
+    outcome = Outcome(template_id=template_of(view, record))
     if not record.relinked:  # a relinked copy was counted when its session first saw it
         outcome.counts.update(callback_counts(record))
-    _measure_start_to_completion(view, outcome)
-    _refresh_flags(view, now, config, outcome)
-    _publish(view, outcome, Trigger(source="callback", at=record.received_at, session=record.session, seq=record.seq))
-    view.updated_at = now
-    return outcome
+    trigger = Trigger(source="callback", at=record.received_at, session=record.session, seq=record.seq)
+    return conclude(view, outcome, trigger, now, config)
 
 
-def _timeline_order(entry: TimelineEntry) -> tuple[datetime, str, int]:
-    return entry.at, entry.session, entry.seq
-
-
-def _reach(client: ClientPart, step: str, at: datetime, limit: int) -> None:
-    """Record that ``step`` was reached at ``at``: the steps stay in first-reached order."""
-    reached = client.step_times
-    if step in client.steps:
-        first = reached.get(step)
-        if first is None or first <= at:
-            return
-        client.steps.remove(step)  # a callback re-keyed late reached it earlier: move it
-    elif len(client.steps) >= limit:
-        return
-    reached[step] = at
-    later = (i for i, known in enumerate(client.steps) if known in reached and reached[known] > at)
-    client.steps.insert(next(later, len(client.steps)), step)
-
-
-def callback_counts(record: CallbackRecord) -> Counter[str]:
-    """Analytics counts of one callback, with bounded cardinality (unknown names pooled)."""
-    callback = record.callback
-    counts: Counter[str] = Counter({f"callbacks.{callback.kind}": 1})
-    if isinstance(callback, OnEvent):
-        counts[f"events.{callback.name if known_event(callback.name) else 'unknown'}"] += 1
-        if callback.name == EventName.LOAD_CAMERA_FAILED:
-            counts["camera_failures"] += 1
-    elif isinstance(callback, OnError):
-        counts[f"errors.{callback.code if known_error(callback.code) else 'unknown'}"] += 1
-    step = _step_of(callback)
-    if step in FUNNEL_STEPS:
-        counts[f"funnel.{step}"] += 1
-    return counts
-
-
-FUNNEL_STEPS = ("loaded", "ready", "started", "client_completed", "cancelled")
-
-
-def _step_of(callback: object) -> str | None:
-    if isinstance(callback, OnEvent):
-        return {"start": "started"}.get(callback.name, callback.name if known_event(callback.name) else None)
-    return {
-        "onLoad": "loaded",
-        "onReady": "ready",
-        "onComplete": "client_completed",
-        "onCancel": "cancelled",
-    }.get(getattr(callback, "kind", ""))
-
-
-# --- flags, timers and records -----------------------------------------------------------------
-
-
-def derive_flags(view: InquiryView, now: datetime, config: Config) -> Flags:
-    return flags.derive(view, now, config.awaiting_confirmation_seconds)
-
-
-def next_deadline(view: InquiryView, config: Config) -> datetime | None:
-    """When the flags may change with time alone, or a reconcile request is due (for the timer);
-    None if neither can happen."""
-    if _reconciling(view, config):
-        assert config.reconcile_interval_seconds is not None
-        last = view.reconcile_requested_at
-        if last is not None:
-            return last + timedelta(seconds=config.reconcile_interval_seconds)
-        return view.updated_at or datetime.min.replace(tzinfo=UTC)  # due at once
-    return flags.next_deadline(view, config.awaiting_confirmation_seconds)
-
-
-def reconcile_due(view: InquiryView, now: datetime, config: Config) -> bool:
-    """Whether the timer should ask for a read of Persona's API: ``awaiting_confirmation`` is raised
-    and no request was made in the last reconcile interval (at most ``reconcile_max_requests``)."""
-    if not _reconciling(view, config):
-        return False
-    assert config.reconcile_interval_seconds is not None
-    last = view.reconcile_requested_at
-    return last is None or now - last >= timedelta(seconds=config.reconcile_interval_seconds)
-
-
-def _reconciling(view: InquiryView, config: Config) -> bool:
-    return (
-        config.reconcile_interval_seconds is not None
-        and view.flags.awaiting_confirmation
-        and view.reconcile_requests < config.reconcile_max_requests
-    )
+# --- the timer -------------------------------------------------------------------------------
 
 
 def refresh(view: InquiryView, now: datetime, config: Config) -> Outcome:
     """Re-derive the flags at ``now`` (the timer's entry point); a record if that changed them, and
     a reconcile request while the trusted completion is overdue (each reconcile interval)."""
     outcome = Outcome(template_id=template_of(view))
-    _refresh_flags(view, now, config, outcome)
-    _publish(view, outcome, Trigger(source="timer", at=now))
+    refresh_flags(view, now, config, outcome)
+    publish(view, outcome, Trigger(source="timer", at=now))
     if reconcile_due(view, now, config):
         view.reconcile_requested_at = now
         view.reconcile_requests += 1
         outcome.reconcile = True
         outcome.view_changed = True
     return outcome
-
-
-def _refresh_flags(view: InquiryView, now: datetime, config: Config, outcome: Outcome) -> None:
-    derived = derive_flags(view, now, config)
-    if derived != view.flags:
-        for name in derived.raised():
-            if not getattr(view.flags, name):
-                outcome.counts[f"disagreements.{name}"] += 1
-        view.flags = derived
-        outcome.view_changed = True
-
-
-def _publish(view: InquiryView, outcome: Outcome, trigger: Trigger) -> None:
-    record = publication.next_record(view, trigger)
-    if record is not None:
-        outcome.status = record
-        outcome.view_changed = True
-
-
-def template_of(view: InquiryView, record: CallbackRecord | None = None) -> str:
-    return (
-        view.trusted.template_id
-        or (record.template_id if record else None)
-        or view.client.template_id
-        or UNKNOWN_TEMPLATE
-    )

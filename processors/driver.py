@@ -115,7 +115,7 @@ class Consumer(driver.Consumer):  # type: ignore[misc]
                 self._acked_index.pop(tp, None)
                 self._gap.pop(tp, None)
 
-    async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - exercised end to end
+    async def _drain_messages(self, fetcher: Any) -> None:  # noqa: C901, PLR0912, PLR0915  # pragma: no cover - exercised end to end; the hot fetch loop, kept whole
         """faust's fetch loop, except that what is not handed to the streams is fetched again."""
         callback, to_message, scheduler = self.callback, self._to_message, self.scheduler
         consumer_should_stop, fetcher_should_stop = self._stopped.is_set, fetcher._stopped.is_set

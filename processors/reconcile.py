@@ -43,7 +43,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from core.settings import Settings
 from core.topics import TopicPlan
-from processors.correlation import parse_timestamp
+from processors.lifecycle import parse_timestamp
 from processors.persona_api import InquirySnapshot, PersonaApiClient, PersonaApiError
 from schemas.callbacks import INQUIRY_ID_PATTERN, is_inquiry_id
 from schemas.codec import decode, encode

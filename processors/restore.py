@@ -45,7 +45,7 @@ class RestoreStats:
         return self.records / self.seconds if self.seconds > 0 else 0.0
 
 
-async def restore(
+async def restore(  # noqa: C901, PLR0912 - one pass over the changelog, its cases side by side
     store: Restorable,
     bootstrap_servers: str,
     topic: str,

@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from processors.correlation import callback_counts
+from processors.funnel import callback_counts
 from schemas.internal import SessionBuffer
 from schemas.records import CallbackRecord, SessionLink
 

@@ -125,3 +125,9 @@ def test_gateway_processes_refuse_a_port_another_program_listens_on(
 def test_gateway_processes_must_not_be_negative(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["gateway", "--processes", "-1"]) == 2
     assert "--processes must be 0 (one per core) or more" in capsys.readouterr().err
+
+
+def test_bench_is_a_subcommand_through_its_entry_point(capsys: pytest.CaptureFixture[str]) -> None:
+    assert "bench" in build_parser().format_help()
+    assert main(["bench", "no-such-scenario"]) == 2
+    assert "no benchmark no-such-scenario" in capsys.readouterr().err
