@@ -14,7 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from schemas.errors import Code, Table, Use
+from schemas.code_docs import USES, Table, Use
+from schemas.codes import Code
 
 DOCUMENT = Path("docs/protocol.md")
 
@@ -84,7 +85,7 @@ class _Row:
 
 def rows(table: Table) -> list[_Row]:
     """The rows of ``table``: by status, then in declaration order; rows that read alike merged."""
-    uses = [(code, use) for code in Code for use in code.uses if use.table == table]
+    uses = [(code, use) for code in Code for use in USES[code] if use.table == table]
     uses.sort(key=lambda pair: pair[1].status or 0)
     merged: list[_Row] = []
     for code, use in uses:

@@ -16,7 +16,8 @@ def test_the_code_tables_of_the_protocol_document_are_current() -> None:
 
 def test_every_code_is_in_a_generated_table_of_the_protocol_document() -> None:
     from persona_stream.protocol_doc import markers
-    from schemas.errors import Code, Table
+    from schemas.code_docs import USES, Table
+    from schemas.codes import Code
 
     tables = ""
     for table in Table:
@@ -25,7 +26,7 @@ def test_every_code_is_in_a_generated_table_of_the_protocol_document() -> None:
     missing = sorted(code for code in Code if f"`{code}`" not in tables)
     assert missing == [], f"give these codes a Use: {missing}"
     for code in Code:
-        assert code.uses, f"{code} is in no table"
+        assert USES[code], f"{code} is in no table"
 
 
 def test_every_frame_type_is_in_the_protocol_document() -> None:

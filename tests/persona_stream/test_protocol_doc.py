@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from persona_stream import protocol_doc
-from schemas.errors import Code, Table
+from schemas.code_docs import Table
+from schemas.codes import Code
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "protocol.md"
 
