@@ -37,6 +37,8 @@ from schemas.errors import Code, PersonaStreamError
 
 Scope = Literal["ingest", "subscribe", "firehose", "analytics"]
 SCOPES: tuple[str, ...] = get_args(Scope)
+STATUS_READERS: tuple[Scope, ...] = ("subscribe", "firehose")
+"""The scopes that may read trusted statuses: ``/v1/subscribe`` and ``GET /v1/inquiries/{id}``."""
 ALGORITHM = "HS256"
 MIN_SECRET_BYTES = 32
 LEEWAY_SECONDS = 5

@@ -32,7 +32,7 @@ import aiohttp
 import orjson
 from aiohttp import web
 
-from core.tokens import Claims, TokenAuthority, TokenError, bearer_token
+from core.tokens import STATUS_READERS, Claims, TokenAuthority, TokenError, bearer_token
 from schemas.callbacks import is_inquiry_id
 from schemas.codec import decode, to_jsonable
 from schemas.errors import Code, SchemaError
@@ -67,7 +67,7 @@ class InquiryReader:
     async def handle(self, request: web.Request) -> web.Response:
         header = request.headers.get("Authorization", "")
         try:
-            claims = self.tokens.verify(bearer_token(header), ("subscribe", "firehose"))
+            claims = self.tokens.verify(bearer_token(header), STATUS_READERS)
         except TokenError as exc:
             return _answer(401, exc.code, str(exc))
         inquiry_id = request.match_info["inquiry_id"]

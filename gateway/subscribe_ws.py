@@ -20,7 +20,7 @@ import orjson
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
-from core.tokens import Claims, TokenAuthority
+from core.tokens import STATUS_READERS, Claims, TokenAuthority
 from gateway.client_ws import Lease, authenticate, close, ready_frame
 from gateway.metrics import GatewayMetrics
 from gateway.statuses import StatusCache
@@ -35,6 +35,7 @@ from schemas.frames import (
     SubscribeFrame,
     SubscribeLimits,
     UnsubscribeFrame,
+    UpdateFrame,
 )
 from schemas.records import AnalyticsRecord, StatusRecord
 
@@ -43,10 +44,13 @@ log = logging.getLogger(__name__)
 SLOW_CONSUMER_CLOSE_SECONDS = 10.0  # a slow consumer that still reads gets its 1013; one that does not, a TCP reset
 
 
+UPDATE: str = UpdateFrame.model_fields["type"].default
+
+
 def update_frame(request_id: str, channel: str, raw: bytes) -> str:
-    """An update frame around an already encoded record (encoded once, framed per subscription)."""
-    head = orjson.dumps({"type": "update", "id": request_id, "channel": channel}).decode()
-    return f'{head[:-1]},"data":{raw.decode()}}}'
+    """An :class:`~schemas.frames.UpdateFrame` around a record already encoded: the record is encoded
+    once and embedded as it is (an orjson fragment, no string splicing) in each subscription's frame."""
+    return orjson.dumps({"type": UPDATE, "id": request_id, "channel": channel, "data": orjson.Fragment(raw)}).decode()
 
 
 class Outbox:
@@ -167,9 +171,7 @@ class SubscribeHandler:
         self.lease: Lease
 
     async def run(self) -> None:
-        claims = await authenticate(
-            self.connection, self.tokens, ("subscribe", "firehose"), self.auth_timeout, self.metrics
-        )
+        claims = await authenticate(self.connection, self.tokens, STATUS_READERS, self.auth_timeout, self.metrics)
         if claims is None:
             return
         outbox = Outbox(self.connection, self.queue_size, self.metrics)
@@ -182,7 +184,7 @@ class SubscribeHandler:
                 )
             ).decode()
         )
-        self.lease = Lease(self.connection, self.tokens, claims, ("subscribe", "firehose"), self.metrics)
+        self.lease = Lease(self.connection, self.tokens, claims, STATUS_READERS, self.metrics)
         try:
             async for message in self.connection:
                 if not await self._handle(message, claims, outbox):

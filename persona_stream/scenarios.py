@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import orjson
+from persona_stream.webhook_bodies import body, inquiry_event
 
 TEMPLATE_ID = "itmpl_simulatedTemplate0001"
 
@@ -170,37 +170,11 @@ def plan_inquiry(number: int, run: str, seed: int, *, chaos: bool, users: int) -
 
 
 def webhook_body(event_id: str, name: str, status: str, at: datetime, inquiry: str, reference: str) -> bytes:
-    """A webhook as Persona sends it (JSON:API, the whole inquiry in the payload)."""
+    """A webhook as Persona sends it (JSON:API, the whole inquiry in the payload), stamped ``at``."""
     stamp = at.isoformat().replace("+00:00", "Z")
-    return orjson.dumps(
-        {
-            "data": {
-                "type": "event",
-                "id": event_id,
-                "attributes": {
-                    "name": name,
-                    "created-at": stamp,
-                    "payload": {
-                        "data": {
-                            "type": "inquiry",
-                            "id": inquiry,
-                            "attributes": {
-                                "status": status,
-                                "reference-id": reference,
-                                "note": None,
-                                "tags": [],
-                                "created-at": stamp,
-                                "updated-at": stamp,
-                                "completed-at": stamp if status in ("completed", "approved", "declined") else None,
-                                "fields": {"name-first": {"type": "string", "value": "Jane"}},
-                            },
-                            "relationships": {
-                                "inquiry-template": {"data": {"type": "inquiry-template", "id": TEMPLATE_ID}}
-                            },
-                        },
-                        "included": [],
-                    },
-                },
-            }
-        }
+    times = {"created-at": stamp, "updated-at": stamp, "started-at": None}
+    times["completed-at"] = stamp if status in ("completed", "approved", "declined") else None
+    event = inquiry_event(
+        event_id, name, status, stamp, inquiry_id=inquiry, reference_id=reference, template_id=TEMPLATE_ID, **times
     )
+    return body(event)

@@ -43,7 +43,7 @@ from hypothesis import strategies as st
 from hypothesis.strategies import SearchStrategy as Strategy
 
 from gateway.signatures import sign
-from tests.fixtures.webhooks import DOCUMENTED_EXAMPLE, inquiry_event, object_event
+from persona_stream.webhook_bodies import DOCUMENTED_EXAMPLE, inquiry_event, object_event
 
 FUZZ = settings(
     max_examples=10_000,

@@ -10,7 +10,7 @@ from hypothesis import event, given
 from hypothesis import strategies as st
 
 from gateway.signatures import SignatureError, verify
-from tests.fixtures.webhooks import DOCUMENTED_EXAMPLE
+from persona_stream.webhook_bodies import DOCUMENTED_EXAMPLE
 from tests.hostile import (
     CURRENT,
     FUZZ,

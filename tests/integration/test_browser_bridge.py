@@ -19,9 +19,9 @@ import pytest
 from core.tokens import TokenAuthority
 from gateway.app import Gateway
 from gateway.signatures import sign
+from persona_stream.webhook_bodies import body, inquiry_event
 from schemas.codec import decode
 from schemas.records import AnalyticsRecord, CallbackRecord, ClientEvent
-from tests.fixtures.webhooks import body, inquiry_event
 from tests.integration.conftest import WEBHOOK_SECRET, gateway_settings, started_gateway
 from tests.integration.test_processors import fetch_view
 from tests.integration.workers import Worker, worker_env

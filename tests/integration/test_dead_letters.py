@@ -22,9 +22,9 @@ from aiokafka import AIOKafkaProducer
 
 from core.tokens import TokenAuthority
 from gateway.signatures import sign
+from persona_stream.webhook_bodies import body, inquiry_event
 from schemas.codec import encode
 from schemas.records import DeadLetter
-from tests.fixtures.webhooks import body, inquiry_event
 from tests.integration.conftest import WEBHOOK_SECRET, gateway_settings, started_gateway
 from tests.integration.test_downstream import Stack, post_webhook
 from tests.integration.test_rules import records_of, statuses, view_of

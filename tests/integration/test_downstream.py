@@ -21,10 +21,10 @@ from core.tokens import TokenAuthority
 from gateway.app import Gateway
 from gateway.signatures import sign
 from persona_stream.simulator import Report, SimulationConfig, Simulator
+from persona_stream.webhook_bodies import body, inquiry_event
 from schemas.codec import decode
 from schemas.records import StatusRecord
 from tests.contract import check, check_client_frame, check_server_frame, check_view
-from tests.fixtures.webhooks import body, inquiry_event
 from tests.integration.conftest import WEBHOOK_SECRET, gateway_settings, started_gateway
 from tests.integration.workers import Worker, worker_env
 from tests.kafkautil import consume, wait_for

@@ -15,9 +15,9 @@ from core.tokens import TokenAuthority
 from gateway.app import Gateway
 from gateway.signatures import sign
 from persona_stream.localkafka import LocalKafka
+from persona_stream.webhook_bodies import DOCUMENTED_EXAMPLE, body
 from schemas.codec import decode
 from schemas.records import CallbackRecord, ClientEvent
-from tests.fixtures.webhooks import DOCUMENTED_EXAMPLE, body
 from tests.integration.conftest import WEBHOOK_SECRET, gateway_settings, started_gateway
 from tests.kafkautil import consume
 from tests.wsclient import Client

@@ -23,9 +23,9 @@ from core.settings import Settings
 from core.tokens import TokenAuthority
 from core.topics import TopicPlan, create_topics
 from gateway.signatures import sign
+from persona_stream.webhook_bodies import body, inquiry_event
 from schemas.codec import decode
 from schemas.records import WEBHOOK_EVENT_ID_HEADER, CallbackRecord, ClientEvent
-from tests.fixtures.webhooks import body, inquiry_event
 from tests.integration.conftest import WEBHOOK_SECRET
 from tests.integration.workers import worker_env
 from tests.kafkautil import consume

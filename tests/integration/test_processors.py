@@ -16,13 +16,13 @@ import pytest
 
 from core.settings import Settings
 from core.topics import TopicPlan, create_topics
+from persona_stream.webhook_bodies import body, inquiry_event
 from processors.correlation import Config, apply_webhook
 from schemas.codec import decode, encode, validate
 from schemas.records import WEBHOOK_RECEIVED_AT_HEADER, AnalyticsRecord, CallbackRecord, DeadLetter, StatusRecord
 from schemas.views import InquiryView
 from schemas.webhooks import WebhookEvent
 from tests.contract import check_worker_view
-from tests.fixtures.webhooks import body, inquiry_event
 from tests.integration.workers import Worker, worker_env
 from tests.kafkautil import consume
 

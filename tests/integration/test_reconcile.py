@@ -27,10 +27,10 @@ from aiokafka.admin import AIOKafkaAdminClient
 from core.tokens import TokenAuthority
 from core.topics import TopicPlan, create_topics
 from gateway.signatures import sign
+from persona_stream.webhook_bodies import inquiry_event
 from schemas.codec import decode, encode
 from schemas.records import ApiSnapshot, ReconcileRequest
 from tests.fixtures.persona_api import Fault, PersonaStandIn, inquiry, persona_api
-from tests.fixtures.webhooks import inquiry_event
 from tests.integration.conftest import WEBHOOK_SECRET, gateway_settings, started_gateway
 from tests.integration.test_downstream import Stack, post_webhook
 from tests.integration.test_rules import ingest, records_of, view_of

@@ -18,13 +18,13 @@ import aiohttp
 import pytest
 
 from core.tokens import TokenAuthority
+from persona_stream.webhook_bodies import body, inquiry_event, object_event
 from processors.correlation import Config, apply_webhook
 from schemas.codec import decode
 from schemas.records import StatusRecord
 from schemas.views import InquiryView
 from schemas.webhooks import WebhookEvent
 from tests.contract import check_view
-from tests.fixtures.webhooks import body, inquiry_event, object_event
 from tests.integration.conftest import gateway_settings, started_gateway
 from tests.integration.test_downstream import Follower, Stack, post_webhook, wait_until
 from tests.integration.workers import Worker, worker_env

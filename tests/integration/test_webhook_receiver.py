@@ -12,9 +12,9 @@ import pytest
 
 from gateway.app import Gateway
 from gateway.signatures import sign
+from persona_stream.webhook_bodies import DOCUMENTED_EXAMPLE, INQUIRY_ID, body, example
 from schemas.codec import decode
 from schemas.records import DeadLetter
-from tests.fixtures.webhooks import DOCUMENTED_EXAMPLE, INQUIRY_ID, body, example
 from tests.integration.conftest import OLD_WEBHOOK_SECRET, WEBHOOK_SECRET
 from tests.kafkautil import consume
 

@@ -17,6 +17,7 @@ from faust.types import TP
 
 from core.settings import Settings
 from core.topics import TopicPlan
+from persona_stream.webhook_bodies import INQUIRY_ID, body, inquiry_event
 from processors.analytics import WindowConfig
 from processors.batch import Batch
 from processors.correlation import Config
@@ -24,7 +25,6 @@ from processors.pipeline import Pipeline, Tables
 from schemas.codec import decode
 from schemas.internal import AnalyticsFact
 from schemas.records import StatusRecord
-from tests.fixtures.webhooks import INQUIRY_ID, body, inquiry_event
 
 PLAN = TopicPlan.from_settings(Settings(topic_prefix="unit", partitions=3))
 

@@ -9,12 +9,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from persona_stream.webhook_bodies import INQUIRY_ID, body, inquiry_event, object_event
 from processors.correlation import Config, apply_callback, apply_webhook, next_deadline, refresh
 from schemas.codec import decode, validate
 from schemas.records import CallbackRecord
 from schemas.views import InquiryView
 from schemas.webhooks import WebhookEvent
-from tests.fixtures.webhooks import INQUIRY_ID, body, inquiry_event, object_event
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 CONFIG = Config(awaiting_confirmation_seconds=60)

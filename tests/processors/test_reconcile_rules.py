@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from persona_stream.webhook_bodies import INQUIRY_ID
 from processors.correlation import Config, apply_api_snapshot, apply_callback, apply_webhook, next_deadline, refresh
 from processors.persona_api import InquirySnapshot
 from processors.reconcile import Checkpoint, CheckpointError, dead_letter_inquiry, to_record
@@ -16,7 +17,6 @@ from schemas.codec import decode, encode, validate
 from schemas.records import ApiSnapshot, DeadLetter, ReconcileReason
 from schemas.webhooks import InquiryObject
 from tests.fixtures.persona_api import inquiry
-from tests.fixtures.webhooks import INQUIRY_ID
 from tests.processors.test_correlation import NOW, callback, complete, new_view, snapshot
 
 CONFIG = Config(awaiting_confirmation_seconds=60, reconcile_interval_seconds=30)

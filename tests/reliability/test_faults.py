@@ -50,10 +50,10 @@ from core.tokens import TokenAuthority
 from core.topics import TopicPlan, TopicSpec, create_topics
 from gateway.signatures import sign
 from persona_stream.localkafka import LocalKafka
+from persona_stream.webhook_bodies import body, inquiry_event
 from schemas.codec import decode
 from schemas.records import WEBHOOK_EVENT_ID_HEADER, CallbackRecord, ClientEvent
 from tests.conftest import DEFAULTS
-from tests.fixtures.webhooks import body, inquiry_event
 from tests.integration.conftest import TOKEN_SECRET, WEBHOOK_SECRET, gateway_settings, started_gateway
 from tests.integration.workers import worker_env
 from tests.kafkautil import wait_for

@@ -28,11 +28,11 @@ from gateway.app import Gateway, create_gateway
 from gateway.publisher import Message, PublishError
 from gateway.signatures import sign
 from gateway.webhook_receiver import PATH
+from persona_stream.webhook_bodies import DOCUMENTED_EXAMPLE
 from schemas.codec import decode
 from schemas.errors import SchemaError
 from schemas.records import DeadLetter
 from schemas.webhooks import WebhookEvent
-from tests.fixtures.webhooks import DOCUMENTED_EXAMPLE
 from tests.hostile import (
     CLOSES,
     CURRENT,

@@ -64,9 +64,9 @@ from core.topics import TopicPlan, create_topics
 from gateway.app import Gateway
 from gateway.signatures import sign
 from persona_stream.scenarios import TEMPLATE_ID, InquiryPlan, plan_inquiry
+from persona_stream.webhook_bodies import body, inquiry_event
 from schemas.codec import encode
 from schemas.records import Cause, StatusRecord
-from tests.fixtures.webhooks import body, inquiry_event
 from tests.integration.conftest import TOKEN_SECRET, WEBHOOK_SECRET, gateway_settings, started_gateway
 from tests.integration.workers import Worker, worker_env
 from tests.kafkautil import produce, wait_for

@@ -9,6 +9,7 @@ import orjson
 import pytest
 from jsonschema import Draft202012Validator
 
+from persona_stream.webhook_bodies import DOCUMENTED_EXAMPLE, object_event
 from schemas.codec import encode, to_jsonable
 from schemas.export import INPUTS, OUTPUTS
 from schemas.frames import (
@@ -29,7 +30,6 @@ from schemas.frames import (
 from schemas.records import Cause, StatusRecord
 from schemas.views import InquiryView, Provenance, ViewDocument
 from tests.contract import ContractError, check, check_view, check_worker_view, closed, published
-from tests.fixtures.webhooks import DOCUMENTED_EXAMPLE, object_event
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 INQ = "inq_zEx4jL84ShbUyuwX6AzPSqt6"

@@ -5,10 +5,10 @@ from typing import Any
 
 import pytest
 
+from persona_stream.webhook_bodies import DOCUMENTED_EXAMPLE, INQUIRY_ID, body, example, object_event
 from schemas.codec import decode
 from schemas.errors import SchemaError
 from schemas.webhooks import InquiryObject, OtherObject, WebhookEvent
-from tests.fixtures.webhooks import DOCUMENTED_EXAMPLE, INQUIRY_ID, body, example, object_event
 
 
 def test_the_documented_example_parses() -> None:
