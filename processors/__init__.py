@@ -1,6 +1,7 @@
 """The workers: the pure correlation rules and the faust app around them, beside :mod:`gateway`.
 
-The rules are pure (:mod:`processors.correlation`, :mod:`processors.flags`,
+The rules are pure (:mod:`processors.correlation` with :mod:`processors.lifecycle`,
+:mod:`processors.funnel` and :mod:`processors.outcome`, :mod:`processors.flags`,
 :mod:`processors.publication`, :mod:`processors.sessions`, :mod:`processors.analytics`); the faust
 app (:mod:`processors.app`, :mod:`processors.pipeline`) feeds them Kafka's inputs and writes their
 results exactly once, through the runtime's corrections to faust (:mod:`processors.runtime`,
