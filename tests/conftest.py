@@ -13,7 +13,6 @@ failing examples in ``.hypothesis/``. A test's own settings (more examples, say)
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import shutil
@@ -26,7 +25,7 @@ from hypothesis import settings as hypothesis_settings
 
 from core.settings import Settings
 from persona_stream.localkafka import LocalKafka
-from tests.processes import on_free_ports
+from tests.processes import kafka_on_free_ports
 
 DEFAULTS = Settings.model_construct()
 
@@ -77,17 +76,11 @@ def session_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKa
     directory = tmp_path_factory.mktemp(SESSION_BROKER_DIR)
     (directory / "owner").write_text(str(os.getpid()))
 
-    def start(ports: list[int]) -> LocalKafka:
+    def make(ports: list[int]) -> LocalKafka:
         shutil.rmtree(directory / "broker", ignore_errors=True)  # what a start on taken ports left
-        kafka = LocalKafka(jars, directory / "broker", ports[0], ports[1])
-        try:
-            asyncio.run(kafka.start(timeout=120))
-        except BaseException:
-            kafka.stop()
-            raise
-        return kafka
+        return LocalKafka(jars, directory / "broker", ports[0], ports[1])
 
-    kafka = on_free_ports(start, 2)
+    kafka = kafka_on_free_ports(make, 2, timeout=120)
     yield kafka
     kafka.stop()
     shutil.rmtree(directory, ignore_errors=True)

@@ -14,6 +14,7 @@ starts it again on other ports if one was taken before the child bound it.
 
 from __future__ import annotations
 
+import asyncio
 import random
 import re
 import signal
@@ -26,7 +27,7 @@ import urllib.request
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Self, TypeVar
+from typing import Protocol, Self, TypeVar
 
 T = TypeVar("T")
 
@@ -76,6 +77,33 @@ def on_free_ports(
             if attempt == attempts - 1 or not port_taken(error):
                 raise
     raise AssertionError("unreachable")
+
+
+class LocalKafkaLike(Protocol):
+    """A broker or a cluster of the shell's local Kafka."""
+
+    async def start(self, timeout: float) -> object: ...
+
+    def stop(self) -> object: ...
+
+
+K = TypeVar("K", bound=LocalKafkaLike)
+
+
+def kafka_on_free_ports(make: Callable[[list[int]], K], count: int, timeout: float, *, consecutive: bool = False) -> K:
+    """``make(ports)`` started on free ports: stopped again if its start fails, then tried on other
+    ports if one was taken before the JVM bound it."""
+
+    def start(ports: list[int]) -> K:
+        kafka = make(ports)
+        try:
+            asyncio.run(kafka.start(timeout=timeout))
+        except BaseException:
+            kafka.stop()
+            raise
+        return kafka
+
+    return on_free_ports(start, count, consecutive=consecutive)
 
 
 def cli_env(base: Mapping[str, str], **settings: object) -> dict[str, str]:

@@ -56,7 +56,7 @@ from tests.integration.conftest import TOKEN_SECRET, gateway_settings, started_g
 from tests.integration.test_processors import expected_status, produce_all, status_by_inquiry, webhooks_for
 from tests.integration.workers import Worker, worker_env
 from tests.kafkautil import consume, wait_for
-from tests.processes import on_free_ports
+from tests.processes import kafka_on_free_ports
 from tests.reliability.test_faults import (
     NO_RATE_LIMIT,
     Delivery,
@@ -80,18 +80,11 @@ BROKERS = 3
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafkaCluster]:
     jars = LocalKafka.in_cache(DEFAULTS.cache_dir, 0, 0).jars
 
-    def start(ports: list[int]) -> LocalKafkaCluster:
+    def make(ports: list[int]) -> LocalKafkaCluster:
         """Node n listens on ports[0] + 2n, its controller on ports[1] + 2n."""
-        home = tmp_path_factory.mktemp("cluster")
-        cluster = LocalKafkaCluster.in_directory(jars, home, BROKERS, ports[0], ports[1])
-        try:
-            asyncio.run(cluster.start(timeout=240))
-        except BaseException:
-            cluster.stop()
-            raise
-        return cluster
+        return LocalKafkaCluster.in_directory(jars, tmp_path_factory.mktemp("cluster"), BROKERS, ports[0], ports[1])
 
-    cluster = on_free_ports(start, 2 * BROKERS, consecutive=True)
+    cluster = kafka_on_free_ports(make, 2 * BROKERS, timeout=240, consecutive=True)
     try:
         yield cluster
     finally:

@@ -57,7 +57,7 @@ from tests.conftest import DEFAULTS
 from tests.integration.conftest import TOKEN_SECRET, WEBHOOK_SECRET, gateway_settings, started_gateway
 from tests.integration.workers import worker_env
 from tests.kafkautil import wait_for
-from tests.processes import GatewayProcess, cli_env, on_free_ports
+from tests.processes import GatewayProcess, cli_env, kafka_on_free_ports
 from tests.wsclient import Client
 
 pytestmark = pytest.mark.integration
@@ -77,16 +77,10 @@ def own_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafka]:
     """A broker of this module's own, sharing the cached jars: killing it disturbs no other test."""
     jars = LocalKafka.in_cache(DEFAULTS.cache_dir, 0, 0).jars
 
-    def start(ports: list[int]) -> LocalKafka:
-        kafka = LocalKafka(jars, tmp_path_factory.mktemp("own-kafka") / "broker", ports[0], ports[1])
-        try:
-            asyncio.run(kafka.start(timeout=180))
-        except BaseException:
-            kafka.stop()
-            raise
-        return kafka
+    def make(ports: list[int]) -> LocalKafka:
+        return LocalKafka(jars, tmp_path_factory.mktemp("own-kafka") / "broker", ports[0], ports[1])
 
-    kafka = on_free_ports(start, 2)
+    kafka = kafka_on_free_ports(make, 2, timeout=180)
     yield kafka
     kafka.stop()
 
