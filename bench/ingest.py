@@ -32,7 +32,6 @@ def callback(seq: int) -> dict[str, object]:
 async def client(url: str, token: str, session: str, inquiry: str, frames: int, latencies: list[float]) -> None:
     sent: dict[int, float] = {}
     acked = -1
-    done = asyncio.Event()
     async with connect(url, max_queue=None) as ws:
         await ws.send(orjson.dumps({"type": "auth", "token": token}).decode())
         assert orjson.loads(await ws.recv())["type"] == "ready"
@@ -47,12 +46,15 @@ async def client(url: str, token: str, session: str, inquiry: str, frames: int, 
                         latencies.append(now - sent.pop(seq))
                     acked = frame["seq"]
                     if acked == frames - 1:
-                        done.set()
                         return
+            # closed before the last ack (kafka-unavailable, say): fail the run rather than wait for ever
+            raise RuntimeError(f"the gateway closed a connection ({ws.close_code} {ws.close_reason}) at ack {acked}")
 
         reader = asyncio.create_task(read())
         for seq in range(frames):
-            while seq - acked > WINDOW:  # noqa: ASYNC110 - a send window, polled like a browser's buffer
+            while seq - acked > WINDOW:  # a send window, polled like a browser's buffer
+                if reader.done():
+                    await reader  # it failed: raise its error
                 await asyncio.sleep(0.001)
             sent[seq] = time.perf_counter()
             body = {
@@ -64,7 +66,6 @@ async def client(url: str, token: str, session: str, inquiry: str, frames: int, 
                 "callback": callback(seq),
             }
             await ws.send(orjson.dumps(body).decode())
-        await done.wait()
         await reader
 
 

@@ -318,7 +318,7 @@ class IngestHandler:
         batch, self.batch = self.batch, []
         topic = self.topics.client_events.name
         try:
-            messages = [Message(topic, r.key().encode(), encode(r)) for write, _ in batch for r in write.records]
+            messages = [Message(topic, key, value) for write, _ in batch for key, value in write.messages]
             await self.publisher.send(messages)
         except PublishError:
             if not self.failed:

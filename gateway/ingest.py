@@ -41,11 +41,12 @@ import orjson
 from pydantic import ValidationError
 
 from core.tokens import Claims
+from schemas import fast
 from schemas.callbacks import FieldValue, OnCancel, OnComplete, inquiry_id_of
-from schemas.codec import validate
+from schemas.codec import decode, encode, validate
 from schemas.errors import Code, SchemaError
 from schemas.frames import CallbackFrame, ErrorFrame, RefreshFrame
-from schemas.records import CallbackRecord, SessionLink
+from schemas.records import CallbackRecord, ClientEvent, SessionLink, session_key
 
 CLIENT_FRAME_TYPES = frozenset({"callback", "refresh"})
 OTHER_FRAME_TYPES = frozenset({"auth", "subscribe", "unsubscribe"})
@@ -61,12 +62,19 @@ class IngestLimits:
     max_frame_bytes: int = 65536  # enforced by the websocket server (close 1009); announced in "ready"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Write:
+    """``messages``: each record as its Kafka key and value, encoded once, when the frame is read."""
+
     subject: str
     session: str
     seq: int
-    records: tuple[CallbackRecord | SessionLink, ...]
+    messages: tuple[tuple[bytes, bytes], ...]
+
+    @property
+    def records(self) -> tuple[CallbackRecord | SessionLink, ...]:
+        """The records, decoded again (for inspection; the gateway writes :attr:`messages`)."""
+        return tuple(decode(ClientEvent, value) for _, value in self.messages)
 
 
 @dataclass(frozen=True)
@@ -163,6 +171,9 @@ class IngestConnection:
             if isinstance(rejection, Reject):
                 return Reject(rejection.error, close=Close(1013, Code.RATE_LIMITED))
             return rejection
+        quick = fast.decode_callback_frame(message)
+        if quick is not None:  # the common case; anything else takes pydantic's path for its answer
+            return self._accept(quick, received_at)
         try:
             return self._accept(CallbackFrame.model_validate_json(message), received_at)
         except ValidationError as exc:
@@ -196,7 +207,7 @@ class IngestConnection:
             return self._reject(Code.INVALID_FRAME, str(exc), seq, session_id, field=exc.field)
         return self._accept(frame, received_at)
 
-    def _accept(self, frame: CallbackFrame, received_at: datetime) -> Decision:
+    def _accept(self, frame: CallbackFrame | fast.CallbackFrame, received_at: datetime) -> Decision:
         state = self.sessions.get(frame.session)
         if state is None:
             if len(self.sessions) >= self.limits.max_sessions:
@@ -214,7 +225,11 @@ class IngestConnection:
         if (self.claims.subject, frame.session, frame.seq) in self.recent:
             state.last_seq = frame.seq
             return Duplicate(frame.session, frame.seq)
-        own = inquiry_id_of(frame.callback)
+        own = (
+            fast.inquiry_id_of(frame.callback)
+            if isinstance(frame, fast.CallbackFrame)
+            else inquiry_id_of(frame.callback)
+        )
         if frame.inquiry is not None and own is not None and frame.inquiry != own:
             return self._reject(
                 Code.INQUIRY_MISMATCH,
@@ -227,29 +242,45 @@ class IngestConnection:
         if inquiry_id and self.claims.inquiry_id and inquiry_id != self.claims.inquiry_id:
             return self._reject(Code.INQUIRY_FORBIDDEN, "the token is for another inquiry", frame.seq, frame.session)
         state.last_seq = frame.seq
-        records: list[CallbackRecord | SessionLink] = []
+        subject = self.claims.subject
+        key = (inquiry_id or session_key(frame.session, subject)).encode()
+        messages: list[tuple[bytes, bytes]] = []
         # every part was validated already (the frame, the token's claims): construct, don't revalidate
         if inquiry_id is not None and inquiry_id != state.inquiry_id:
             state.inquiry_id = inquiry_id
-            records.append(
-                SessionLink.model_construct(
-                    session=frame.session, inquiry_id=inquiry_id, subject=self.claims.subject, received_at=received_at
-                )
+            link = SessionLink.model_construct(
+                session=frame.session, inquiry_id=inquiry_id, subject=subject, received_at=received_at
             )
-        records.append(
-            CallbackRecord.model_construct(
+            messages.append((session_key(frame.session, subject).encode(), encode(link)))
+        value = None
+        if isinstance(frame, fast.CallbackFrame):
+            value = fast.encode_callback_record(
+                frame,
+                fast.stored(frame.callback, keep_field_values=self.limits.keep_field_values),
+                received_at=received_at,
+                subject=subject,
+                inquiry_id=inquiry_id,
+                template_id=self.claims.template_id,
+                origin=self.origin,
+            )
+        if value is None:
+            callback = frame.callback
+            if isinstance(callback, fast.Callback):  # the fast path could not encode it: pydantic's path does
+                callback = fast.as_model(callback)
+            record = CallbackRecord.model_construct(
                 session=frame.session,
                 seq=frame.seq,
                 client_ts=frame.ts,
                 received_at=received_at,
-                subject=self.claims.subject,
+                subject=subject,
                 inquiry_id=inquiry_id,
                 template_id=self.claims.template_id,
                 origin=self.origin,
-                callback=self._stored(frame.callback),
+                callback=self._stored(callback),
             )
-        )
-        return Write(self.claims.subject, frame.session, frame.seq, tuple(records))
+            value = encode(record)
+        messages.append((key, value))
+        return Write(subject, frame.session, frame.seq, tuple(messages))
 
     def _stored(self, callback: Any) -> Any:
         """The callback as it may be stored: never a session token; field values only if allowed."""
