@@ -9,7 +9,7 @@ The fast path only ever *accepts*: :func:`decode_callback_frame` returns None fo
 not accept (including inputs pydantic's lax mode takes, such as ``"seq": 1.0`` or the field names
 ``inquiry_id`` / ``session_token``), and the caller then takes the pydantic path, which gives the
 answer and, for a rejection, the error code and the field. A test holds the two to the same
-decision for any input (tests/schemas/test_fast.py).
+decision and the same bytes for any input (tests/gateway/test_fast_path.py).
 """
 
 from __future__ import annotations
