@@ -22,7 +22,11 @@ Scenario = Callable[..., Awaitable[Result]]
 
 SCENARIOS: dict[str, tuple[Scenario, dict[str, Any], dict[str, Any]]] = {
     # name: (run, full sizes, smoke sizes)
-    "ingest": (ingest.run, {"frames": 50_000, "connections": 50}, {"frames": 500, "connections": 5}),
+    "ingest": (
+        ingest.run,
+        {"frames": 50_000, "connections": 50, "rate": 5_000.0, "seconds": 10.0},
+        {"frames": 500, "connections": 5, "rate": 250.0, "seconds": 1.0},
+    ),
     "processing": (processing.run, {"events": 50_000}, {"events": 400}),
     "end_to_end": (
         end_to_end.run,
