@@ -1,4 +1,4 @@
-"""Hostile input for the fuzzing tests: what docs/protocol.md lists, hostile documents, and
+"""Hostile input for the fuzzing tests: the documented codes, hostile documents, and
 webhooks with signature headers of every sort.
 
 The tests that use them sit beside the units they fuzz:
@@ -33,9 +33,7 @@ from __future__ import annotations
 
 import copy
 import json
-import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from hypothesis import HealthCheck, settings
@@ -44,6 +42,8 @@ from hypothesis.strategies import SearchStrategy as Strategy
 
 from gateway.signatures import sign
 from persona_stream.webhook_bodies import DOCUMENTED_EXAMPLE, inquiry_event, object_event
+from schemas.code_docs import USES, Table
+from schemas.codes import Code
 
 FUZZ = settings(
     max_examples=10_000,
@@ -51,30 +51,18 @@ FUZZ = settings(
 )
 """Many examples; the rest (derandomized or not, the example database) from the profile."""
 
-# --- what docs/protocol.md lists -----------------------------------------------------------------
-
-PROTOCOL = (Path(__file__).resolve().parents[1] / "docs" / "protocol.md").read_text()
+# --- the documented codes, from the enumeration docs/protocol.md's tables are generated from ------
 
 
-def table(heading: str) -> list[list[str]]:
-    """The body rows of the first table after ``heading`` in docs/protocol.md, cell by cell."""
-    rows: list[list[str]] = []
-    for line in PROTOCOL.split(f"\n{heading}\n", 1)[1].splitlines():
-        if line.startswith("|"):
-            rows.append([cell.strip() for cell in line.strip().strip("|").split("|")])
-        elif rows:
-            break
-    return rows[2:]
+def documented(table: Table) -> set[tuple[int | None, Code]]:
+    """(status, code) of every row of ``table`` in docs/protocol.md."""
+    return {(use.status, code) for code, uses in USES.items() for use in uses if use.table == table}
 
 
-def codes(cell: str) -> list[str]:
-    return re.findall(r"`([a-z0-9-]+)`", cell)
-
-
-INGEST_ERRORS = {code for row in table("### Error frames") for code in codes(row[0])}
-CLOSES = {(int(row[0]), code) for row in table("### Close codes") for code in codes(row[1])}
-WEBHOOK_ANSWERS = {(int(row[0]), code) for row in table("## `POST /v1/webhooks/persona`") for code in codes(row[1])}
-DEAD_LETTER_REASONS = {code for row in table("## Dead letters") for code in codes(row[0])}
+INGEST_ERRORS = {code for _, code in documented(Table.CLIENT_FRAME)}
+CLOSES = documented(Table.CLOSE)
+WEBHOOK_ANSWERS = documented(Table.WEBHOOK)
+DEAD_LETTER_REASONS = {code for _, code in documented(Table.DEAD_LETTER)}
 SIGNATURE_CODES = {code for status, code in WEBHOOK_ANSWERS if status == 401}
 TOKEN_CODES = {code for _, code in CLOSES if code.startswith("token-")}
 
