@@ -4,10 +4,13 @@ resuming subscribers, and who may follow what. Pure: records in, answers out.
 The gateway fills it from ``<p>.inquiry-status`` (read-committed, every partition, from the start;
 the topic is compacted, so a restart reads about one record per inquiry). It holds at most
 ``capacity`` inquiries, least recently updated dropped first, each with its last ``history``
-records. Memory is roughly 0.5 KB per inquiry plus 0.4 KB per history record: the default bound
-(1,000,000 inquiries, 8 records) is about 3.7 GB at full history -- size ``status_cache_size`` to
-the gateway's share of traffic. An inquiry evicted from the cache is still served: a
-subscription to it gets updates from then on and ``recovered: false``.
+records. The records are kept as the bytes they came in (about 0.4 KB each) and decoded only when
+a subscription starts or resumes: a long-lived cache of models is what the cycle collector's full
+collections scan, and with a model per record they stalled every delivery for hundreds of
+milliseconds every few seconds. The default bound (1,000,000 inquiries, 8 records) is about 3.5 GB
+at full history -- size ``status_cache_size`` to the gateway's share of traffic. An inquiry evicted
+from the cache is still served: a subscription to it gets updates from then on and
+``recovered: false``.
 """
 
 from __future__ import annotations
@@ -15,14 +18,16 @@ from __future__ import annotations
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 
+from schemas.codec import decode
 from schemas.records import StatusRecord
 
 
-@dataclass
+@dataclass(slots=True)
 class _Entry:
-    latest: StatusRecord
-    history: deque[StatusRecord]
-    raw: bytes
+    version: int
+    reference_id: str | None
+    history: deque[bytes]
+    """The last records as they came in, oldest first, versions without a gap up to ``version``."""
 
 
 @dataclass
@@ -33,55 +38,56 @@ class StatusCache:
     _by_reference: dict[str, set[str]] = field(default_factory=dict)
 
     def apply(self, record: StatusRecord, raw: bytes) -> bool:
-        """Take a record; False if it is not newer than what is known (a repeat or a late copy)."""
-        entry = self._entries.get(record.inquiry_id)
+        """Take a record (and ``raw``, its bytes); False if it is not newer than what is known."""
+        inquiry = record.inquiry_id
+        entry = self._entries.get(inquiry)
         if entry is not None:
-            if record.version <= entry.latest.version:
+            if record.version <= entry.version:
                 return False
-            if entry.latest.reference_id != record.reference_id:
-                self._unindex(entry.latest)
-            if record.version != entry.latest.version + 1:
+            if entry.reference_id != record.reference_id:
+                self._unindex(inquiry, entry.reference_id)
+            if record.version != entry.version + 1:
                 entry.history.clear()  # a gap (compaction, eviction): history restarts here
-            entry.latest, entry.raw = record, raw
-            entry.history.append(record)
-            self._entries.move_to_end(record.inquiry_id)
+            entry.version, entry.reference_id = record.version, record.reference_id
+            entry.history.append(raw)
+            self._entries.move_to_end(inquiry)
         else:
-            self._entries[record.inquiry_id] = _Entry(record, deque([record], maxlen=self.history), raw)
+            self._entries[inquiry] = _Entry(record.version, record.reference_id, deque([raw], maxlen=self.history))
             while len(self._entries) > self.capacity:
-                _, evicted = self._entries.popitem(last=False)
-                self._unindex(evicted.latest)
+                evicted_inquiry, evicted = self._entries.popitem(last=False)
+                self._unindex(evicted_inquiry, evicted.reference_id)
         if record.reference_id is not None:
-            self._by_reference.setdefault(record.reference_id, set()).add(record.inquiry_id)
+            self._by_reference.setdefault(record.reference_id, set()).add(inquiry)
         return True
 
-    def _unindex(self, record: StatusRecord) -> None:
-        if record.reference_id is None:
+    def _unindex(self, inquiry_id: str, reference_id: str | None) -> None:
+        if reference_id is None:
             return
-        inquiries = self._by_reference.get(record.reference_id)
+        inquiries = self._by_reference.get(reference_id)
         if inquiries is not None:
-            inquiries.discard(record.inquiry_id)
+            inquiries.discard(inquiry_id)
             if not inquiries:
-                del self._by_reference[record.reference_id]
+                del self._by_reference[reference_id]
 
     def latest(self, inquiry_id: str) -> StatusRecord | None:
         entry = self._entries.get(inquiry_id)
-        return entry.latest if entry else None
+        return decode(StatusRecord, entry.history[-1]) if entry else None
 
     def raw(self, inquiry_id: str) -> bytes | None:
         entry = self._entries.get(inquiry_id)
-        return entry.raw if entry else None
+        return entry.history[-1] if entry else None
 
     def after(self, inquiry_id: str, version: int) -> list[StatusRecord] | None:
         """Every record after ``version``, or None if the history no longer reaches back that far."""
         entry = self._entries.get(inquiry_id)
         if entry is None:
             return None if version > 0 else []
-        if version >= entry.latest.version:
+        if version >= entry.version:
             return []
-        missed = [record for record in entry.history if record.version > version]
-        if not missed or missed[0].version != version + 1:
+        first = entry.version - len(entry.history) + 1  # the version of the oldest record held
+        if version + 1 < first:
             return None
-        return missed
+        return [decode(StatusRecord, raw) for raw in list(entry.history)[version + 1 - first :]]
 
     def of_reference(self, reference_id: str) -> list[str]:
         return sorted(self._by_reference.get(reference_id, ()))

@@ -7,6 +7,7 @@ import pytest
 from core.tokens import Claims
 from gateway.statuses import StatusCache
 from gateway.subscriptions import Channel, may_see, plan, refusal
+from schemas.codec import encode
 from schemas.records import Cause, StatusRecord
 
 AT = datetime(2026, 3, 1, tzinfo=UTC)
@@ -23,17 +24,21 @@ def record(inquiry: str, version: int, reference: str | None = "user-1", status:
     )
 
 
+def put(cache: StatusCache, status: StatusRecord) -> bool:
+    return cache.apply(status, encode(status))
+
+
 def cache_with(*records: StatusRecord, capacity: int = 100, history: int = 4) -> StatusCache:
     cache = StatusCache(capacity=capacity, history=history)
     for r in records:
-        cache.apply(r, b"{}")
+        put(cache, r)
     return cache
 
 
 def test_the_cache_keeps_the_newest_and_ignores_repeats() -> None:
     cache = cache_with(record("inq_a", 1), record("inq_a", 2))
-    assert not cache.apply(record("inq_a", 2), b"{}")
-    assert not cache.apply(record("inq_a", 1), b"{}")
+    assert not put(cache, record("inq_a", 2))
+    assert not put(cache, record("inq_a", 1))
     latest = cache.latest("inq_a")
     assert latest is not None
     assert latest.version == 2
@@ -57,9 +62,9 @@ def test_a_gap_in_versions_restarts_the_history() -> None:
 def test_the_reference_index_follows_the_trusted_reference_and_eviction() -> None:
     cache = cache_with(record("inq_a", 1, "user-1"), record("inq_b", 1, "user-1"), capacity=2)
     assert cache.of_reference("user-1") == ["inq_a", "inq_b"]
-    cache.apply(record("inq_a", 2, "user-2"), b"{}")
+    put(cache, record("inq_a", 2, "user-2"))
     assert cache.of_reference("user-1") == ["inq_b"]
-    cache.apply(record("inq_c", 1, "user-3"), b"{}")  # evicts inq_b, the least recently updated
+    put(cache, record("inq_c", 1, "user-3"))  # evicts inq_b, the least recently updated
     assert cache.of_reference("user-1") == []
     assert len(cache) == 2
 
