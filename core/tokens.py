@@ -33,7 +33,7 @@ from typing import Literal, get_args
 import jwt
 
 from schemas.callbacks import is_inquiry_id
-from schemas.errors import Code, PersonaStreamError
+from schemas.errors import Code, CodedError
 
 Scope = Literal["ingest", "subscribe", "firehose", "analytics"]
 SCOPES: tuple[str, ...] = get_args(Scope)
@@ -44,12 +44,8 @@ MIN_SECRET_BYTES = 32
 LEEWAY_SECONDS = 5
 
 
-class TokenError(PersonaStreamError):
+class TokenError(CodedError):
     """A token that does not open the door; ``code`` is stable and documented."""
-
-    def __init__(self, code: Code, message: str) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 @dataclass(frozen=True)

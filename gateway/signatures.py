@@ -23,15 +23,11 @@ import hmac
 import re
 from dataclasses import dataclass
 
-from schemas.errors import Code, PersonaStreamError
+from schemas.errors import Code, CodedError
 
 
-class SignatureError(PersonaStreamError):
+class SignatureError(CodedError):
     """A webhook whose signature does not verify; ``code`` is stable and documented."""
-
-    def __init__(self, code: Code, message: str) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 @dataclass(frozen=True)

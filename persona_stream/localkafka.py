@@ -51,19 +51,15 @@ from aiokafka.client import AIOKafkaClient, CoordinationType
 from core.topics import ensure_topic
 from persona_stream.kafkaconfig import KAFKA_VERSION as KAFKA_VERSION  # re-exported: the version callers report
 from persona_stream.kafkaconfig import LOG4J2, LOG4J_VERSION, POM, Quorum, random_cluster_id, server_properties
-from schemas.errors import Code, PersonaStreamError
+from schemas.errors import Code, CodedError
 
 READY_TOPIC = "__persona_stream_ready"
 READY_KEY = "persona-stream-ready"
 """The group id and the transactional id whose coordinators ``wait_ready`` looks up."""
 
 
-class LocalKafkaError(PersonaStreamError):
+class LocalKafkaError(CodedError):
     """The embedded broker could not be fetched, started or reached."""
-
-    def __init__(self, code: Code, message: str) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 @dataclass(frozen=True)

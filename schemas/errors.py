@@ -5,13 +5,17 @@ Every error persona-stream raises derives from :class:`PersonaStreamError`, so a
 also a ``ValueError``). Errors that carry a ``code`` carry a :class:`Code`::
 
     PersonaStreamError
+    ├── CodedError                       schemas/errors.py        a ``code`` beside the message
+    │   ├── TokenError                   core/tokens.py           code token-*
+    │   ├── SignatureError               gateway/signatures.py    code signature-*
+    │   └── LocalKafkaError              persona_stream/localkafka.py  code java-missing, maven-missing,
+    │                                                             fetch-failed, port-in-use, port-clash,
+    │                                                             exited, not-ready
     ├── SchemaError (ValueError)         schemas/errors.py        code invalid-json | invalid-shape;
     │                                                             ``field`` names the first offending
     │                                                             field ("callback.inquiryId")
-    ├── TokenError                       core/tokens.py           code token-*
     ├── TopicError                       core/topics.py           the cluster refused to create a topic
     ├── PublishError                     gateway/publisher.py     code kafka-unavailable (retriable)
-    ├── SignatureError                   gateway/signatures.py    code signature-*
     ├── PersonaApiError                  processors/persona_api.py  code persona-api-error
     │   ├── PersonaApiNotFound                                    code persona-api-not-found
     │   ├── PersonaApiAuthError                                   code persona-api-auth
@@ -23,9 +27,6 @@ also a ``ValueError``). Errors that carry a ``code`` carry a :class:`Code`::
     ├── CheckpointError                  processors/reconcile.py  code reconcile-checkpoint-mismatch
     ├── DeadLetterNotFound               processors/dead_letters.py  code dead-letter-not-found
     ├── UnsupportedVersionError (RuntimeError)  processors/versions.py  code unsupported-version
-    ├── LocalKafkaError                  persona_stream/localkafka.py  code java-missing, maven-missing,
-    │                                                             fetch-failed, port-in-use, port-clash,
-    │                                                             exited, not-ready
     └── PortInUseError                   persona_stream/gateways.py  code port-in-use
 
 :class:`Code` (:mod:`schemas.codes`) is the other half: every code that reaches a client, Persona,
@@ -46,6 +47,14 @@ from schemas.codes import Code as Code  # re-exported: an error and its code are
 
 class PersonaStreamError(Exception):
     """The root of every error persona-stream raises."""
+
+
+class CodedError(PersonaStreamError):
+    """An error that carries one stable, documented :class:`Code` beside its message."""
+
+    def __init__(self, code: Code, message: str) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 @dataclass(frozen=True)
